@@ -1,0 +1,38 @@
+# mesimp: `make help` lists the targets.
+PYTHON ?= python
+ARGS ?=
+# The data directory (MNIST, UD English-EWT, the WSJ sample); the runner also reads data.root=...
+export MESIMP_DATA ?= $(CURDIR)/data
+
+.PHONY: help install test test-all train sweep bench reproduce-tables clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+install:  ## install mesimp (editable) with its test tools; torch 2.13.0 (CPU) first where no torch is present
+	@$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install "torch==2.13.0"
+	$(PYTHON) -m pip install -e ".[dev]"
+
+test:  ## the fast test suite (a few minutes)
+	$(PYTHON) -m pytest -q
+
+test-all:  ## every test, the slow end-to-end runs included
+	$(PYTHON) -m pytest -q -m "slow or not slow"
+
+train:  ## one run: make train ARGS="task=mnist k=20"
+	$(PYTHON) -m mesimp.train $(ARGS)
+
+sweep:  ## a k sweep (Hydra multirun): make sweep ARGS="k=10,20,40,80"
+	$(PYTHON) -m mesimp.train -m task=mnist $(if $(ARGS),$(ARGS),k=10,20,40,80)
+
+bench:  ## backward time of MePropLinear vs nn.Linear, side by side (JSON + table)
+	$(PYTHON) -m mesimp.bench $(ARGS)
+
+reproduce-tables:  ## the paper's tables from real runs: NOT YET (issue #6); exits non-zero
+	@echo "make reproduce-tables is not implemented yet: it arrives with issue #6 (the paper's tables)." >&2
+	@echo "Until then, run single experiments with 'make train' and sweeps with 'make sweep'." >&2
+	@exit 2
+
+clean:  ## remove run outputs, caches and build files (not results/)
+	rm -rf runs multirun outputs build *.egg-info .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

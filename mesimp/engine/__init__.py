@@ -1,0 +1,1 @@
+"""Task-independent training machinery: the loop, checkpoints, backward measurement."""

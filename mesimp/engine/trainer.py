@@ -1,0 +1,213 @@
+"""The training loop every task shares: minibatches, dev evaluation several times per epoch, the test
+score at the best dev score (the paper's protocol), timing, TensorBoard, and checkpoints to resume from.
+
+A run is cut into "chunks": ``evals_per_epoch`` contiguous slices of each epoch's minibatches. After each
+chunk the loop evaluates dev (and test when dev improved) and writes a checkpoint, so a killed run
+resumes at the last chunk boundary and, on the CPU, finishes with the same numbers as an unbroken run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor, nn
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from mesimp.engine.io import load_checkpoint, save_checkpoint
+from mesimp.engine.meter import BackwardMeter, BackwardTotals
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint.pt"
+
+
+class TrainTask(Protocol):
+    """What the loop needs from a task: a model, batches of the training set, a loss, and a scorer."""
+
+    model: nn.Module
+    train_size: int
+
+    def train_batch(self, indices: Tensor) -> Any: ...
+
+    def loss(self, batch: Any) -> Tensor: ...
+
+    def evaluate(self, split: str) -> float: ...  # percent
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    epochs: int
+    batch_size: int
+    evals_per_epoch: int
+    seed: int
+    clip_value: float | None = None
+    resume: bool = True
+
+
+@dataclass
+class LoopState:
+    epoch: int = 0  # epochs finished
+    chunk: int = 0  # chunks of the current epoch finished
+    step: int = 0  # optimizer steps taken
+    best_dev: float | None = None
+    test_at_best_dev: float | None = None
+    best_dev_epoch: float | None = None  # fractional: 2.5 = half-way through the third epoch
+    best_dev_step: int | None = None
+    train_time_s: float = 0.0  # forward + backward + optimizer step, evaluation excluded
+    forward_time_s: float = 0.0
+    backward_time_s: float = 0.0  # the whole loss.backward()
+    backward: BackwardTotals = field(default_factory=BackwardTotals)  # the linear layers' share
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "LoopState":
+        return cls(**{**data, "backward": BackwardTotals(**data["backward"])})
+
+
+def chunk_bounds(num_batches: int, chunks: int) -> list[tuple[int, int]]:
+    """Split ``num_batches`` minibatches into at most ``chunks`` contiguous, near-equal slices."""
+    chunks = max(1, min(chunks, num_batches))
+    edges = [round(i * num_batches / chunks) for i in range(chunks + 1)]
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def epoch_order(seed: int, epoch: int, size: int) -> Tensor:
+    """The shuffled example order of one epoch: a function of (seed, epoch) alone, so resume needs no state."""
+    return torch.randperm(size, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+
+
+class Trainer:
+    def __init__(
+        self,
+        task: TrainTask,
+        optimizer: torch.optim.Optimizer,
+        settings: LoopSettings,
+        run_dir: Path,
+        *,
+        tracked_layers: set[str],
+        generators: dict[str, torch.Generator] | None = None,
+    ) -> None:
+        self.task = task
+        self.optimizer = optimizer
+        self.settings = settings
+        self.run_dir = run_dir
+        self.tracked_layers = tracked_layers
+        self.generators = generators or {}
+        self.state = LoopState()
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def _checkpoint(self) -> dict:
+        return {
+            "model": self.task.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "loop": self.state.to_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "generators": {name: gen.get_state() for name, gen in self.generators.items()},
+        }
+
+    def _restore(self, data: dict) -> None:
+        self.task.model.load_state_dict(data["model"])
+        self.optimizer.load_state_dict(data["optimizer"])
+        self.state = LoopState.from_dict(data["loop"])
+        torch.set_rng_state(data["torch_rng"])
+        for name, gen_state in data["generators"].items():
+            self.generators[name].set_state(gen_state)
+
+    def maybe_resume(self) -> bool:
+        path = self.run_dir / CHECKPOINT
+        if not (self.settings.resume and path.exists()):
+            return False
+        self._restore(load_checkpoint(path))
+        log.info("resumed from %s at epoch %d, chunk %d, step %d", path, self.state.epoch, self.state.chunk,
+                 self.state.step)
+        return True
+
+    # -- the loop --------------------------------------------------------------------------------
+    def fit(self) -> LoopState:
+        resumed = self.maybe_resume()
+        writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.state.step if resumed else None)
+        meter = BackwardMeter(self.task.model, self.tracked_layers, self.state.backward)
+        try:
+            while self.state.epoch < self.settings.epochs:
+                self._run_epoch(writer)
+        finally:
+            meter.close()
+            writer.close()
+        return self.state
+
+    def _run_epoch(self, writer: SummaryWriter) -> None:
+        s, st = self.settings, self.state
+        order = epoch_order(s.seed, st.epoch, self.task.train_size)
+        batches = order.split(s.batch_size)
+        bounds = chunk_bounds(len(batches), s.evals_per_epoch)
+        before = (st.forward_time_s, st.backward_time_s, st.backward.seconds)
+        progress = tqdm(total=len(batches), initial=bounds[st.chunk][0] if st.chunk < len(bounds) else 0,
+                        desc=f"epoch {st.epoch + 1}/{s.epochs}", disable=None, leave=False)
+        for chunk in range(st.chunk, len(bounds)):
+            start, end = bounds[chunk]
+            loss = self._train_chunk(batches[start:end], progress)
+            st.chunk = chunk + 1
+            self._evaluate(writer, loss, fraction=(chunk + 1) / len(bounds))
+            if st.chunk == len(bounds):
+                st.epoch, st.chunk = st.epoch + 1, 0
+                self._log_epoch(writer, before)
+            save_checkpoint(self.run_dir / CHECKPOINT, self._checkpoint())
+        progress.close()
+
+    def _train_chunk(self, batches: tuple[Tensor, ...], progress: tqdm) -> float:
+        model, opt, st = self.task.model, self.optimizer, self.state
+        model.train()
+        total = torch.zeros(())
+        for indices in batches:
+            batch = self.task.train_batch(indices)
+            t0 = time.perf_counter()
+            loss = self.task.loss(batch)
+            t1 = time.perf_counter()
+            # Keep dense .grad buffers: meProp then adds its k gradient rows into them in place.
+            opt.zero_grad(set_to_none=False)
+            loss.backward()
+            t2 = time.perf_counter()
+            if self.settings.clip_value is not None:
+                nn.utils.clip_grad_value_(model.parameters(), self.settings.clip_value)
+            opt.step()
+            t3 = time.perf_counter()
+            st.forward_time_s += t1 - t0
+            st.backward_time_s += t2 - t1
+            st.train_time_s += t3 - t0
+            st.step += 1
+            total += loss.detach()
+            progress.update(1)
+        return total.item() / max(1, len(batches))
+
+    def _evaluate(self, writer: SummaryWriter, train_loss: float, fraction: float) -> None:
+        st = self.state
+        dev = self.task.evaluate("dev")
+        writer.add_scalar("train/loss", train_loss, st.step)
+        writer.add_scalar("dev/accuracy", dev, st.step)
+        improved = st.best_dev is None or dev > st.best_dev
+        if improved:
+            st.best_dev, st.best_dev_step = dev, st.step
+            st.best_dev_epoch = round(st.epoch + fraction, 4)
+            st.test_at_best_dev = self.task.evaluate("test")
+            writer.add_scalar("test/accuracy_at_best_dev", st.test_at_best_dev, st.step)
+        log.info("epoch %.3f step %d: train loss %.4f, dev %.2f%s", st.epoch + fraction, st.step, train_loss, dev,
+                 f" (best; test {st.test_at_best_dev:.2f})" if improved else "")
+
+    def _log_epoch(self, writer: SummaryWriter, before: tuple[float, float, float]) -> None:
+        st = self.state
+        forward, backward, linear = before
+        writer.add_scalar("time/forward_s", st.forward_time_s - forward, st.epoch)
+        writer.add_scalar("time/backward_s", st.backward_time_s - backward, st.epoch)
+        writer.add_scalar("time/linear_backward_s", st.backward.seconds - linear, st.epoch)
+        ratio = st.backward.update_ratio()
+        if ratio is not None:
+            writer.add_scalar("meprop/update_ratio", ratio, st.epoch)

@@ -1,0 +1,222 @@
+"""meProp: a linear layer whose backward keeps only k entries of dL/dy per example (or per minibatch).
+
+Forward is exactly ``torch.nn.Linear``. In backward, of the output gradient ``dy`` (rows = examples,
+columns = output units) only k entries survive, and ``dL/dW`` and ``dL/dx`` are computed from those
+alone, so the matrix work falls to k/out of the dense backward:
+
+* ``scope="example"`` (the paper's meProp): each row keeps its own k entries.
+* ``scope="batch"`` (the paper's "unified top-k"): one set of k columns for the whole minibatch,
+  ranked by ``sum_i |dy[i, j]|`` as the authors' code does; the backward becomes small dense matmuls.
+* ``select="topk"`` keeps the entries of largest magnitude; ``select="random"`` keeps k random ones
+  (the paper's control), drawn from ``generator`` when given.
+
+``k`` of None, 0, or >= out_features gives the exact dense backward.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Callable, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
+
+Scope = Literal["example", "batch"]
+Select = Literal["topk", "random"]
+BiasGrad = Literal["dense", "kept"]
+
+SCOPES = ("example", "batch")
+SELECTS = ("topk", "random")
+BIAS_GRADS = ("dense", "kept")
+
+
+@dataclass(frozen=True)
+class BackwardReport:
+    """What one backward through a meProp layer did; handed to the layer's report hooks.
+
+    ``indices`` holds the kept output units: shape (rows, k) for ``scope="example"``, (k,) shared by
+    all rows for ``scope="batch"``, and None when the backward was dense (every unit kept).
+    ``seconds`` is the wall time of the backward's own arithmetic (hooks excluded).
+    """
+
+    indices: Tensor | None
+    rows: int
+    width: int
+    seconds: float
+
+    @property
+    def kept_per_row(self) -> int:
+        return self.width if self.indices is None else self.indices.shape[-1]
+
+    def counts(self) -> Tensor:
+        """How many rows (examples) kept each unit: an int64 tensor of length ``width``."""
+        if self.indices is None:
+            return torch.full((self.width,), self.rows, dtype=torch.int64)
+        counts = torch.bincount(self.indices.reshape(-1).cpu(), minlength=self.width)
+        return counts * self.rows if self.indices.dim() == 1 else counts
+
+
+def effective_k(k: int | None, width: int) -> int | None:
+    """The k a layer of this width really uses: None means the dense backward."""
+    if k is None or k == 0 or k >= width:
+        return None
+    if k < 0:
+        raise ValueError(f"k must be >= 0 or None, got {k}")
+    return k
+
+
+def select_units(
+    dy: Tensor, k: int, scope: Scope, select: Select, generator: torch.Generator | None = None
+) -> Tensor:
+    """Indices of the kept entries of a 2-D gradient ``dy``: (rows, k) per example, (k,) per batch."""
+    rows, width = dy.shape
+    if select == "topk":
+        if scope == "example":
+            return dy.abs().topk(k, dim=1, sorted=False).indices
+        return dy.abs().sum(dim=0).topk(k, sorted=False).indices
+    if scope == "example":
+        noise = torch.rand(rows, width, generator=generator, device=dy.device)
+        return noise.topk(k, dim=1, sorted=False).indices
+    return torch.randperm(width, generator=generator, device=dy.device)[:k]
+
+
+class _MePropLinearFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, layer: "MePropLinear") -> Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.layer = layer
+        ctx.weight_param = weight  # to see, at backward time, whether a dense .grad will absorb a sparse one
+        ctx.has_bias = bias is not None
+        return F.linear(x, weight, bias)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, dy: Tensor):
+        x, weight = ctx.saved_tensors
+        layer: MePropLinear = ctx.layer
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        start = time.perf_counter()
+        k = effective_k(layer.k, weight.shape[0])
+        if k is None:
+            indices = None
+            dx = dy @ weight if need_x else None
+            dw = dy.t() @ x if need_w else None
+            db = dy.sum(0) if need_b else None
+        elif layer.scope == "batch":
+            indices = select_units(dy, k, "batch", layer.select, layer.generator)
+            kept = dy.index_select(1, indices)  # (rows, k): dense and small
+            dx = kept @ weight.index_select(0, indices) if need_x else None
+            dw = _row_sparse_grad(ctx.weight_param, indices, kept.t() @ x) if need_w else None
+            db = _bias_grad(dy, kept, indices, layer.bias_grad) if need_b else None
+        else:
+            indices = select_units(dy, k, "example", layer.select, layer.generator)
+            values = dy.gather(1, indices)
+            rows = torch.arange(dy.shape[0], device=dy.device).repeat_interleave(k)
+            # dy with k entries per row as a sparse (out, rows) matrix: both products cost k/out of dense.
+            sparse_dy_t = torch.sparse_coo_tensor(
+                torch.stack((indices.reshape(-1), rows)), values.reshape(-1), (dy.shape[1], dy.shape[0]),
+                check_invariants=False,
+            )
+            dx = torch.sparse.mm(sparse_dy_t.t(), weight) if need_x else None
+            dw = torch.sparse.mm(sparse_dy_t, x) if need_w else None
+            db = _bias_grad(dy, values, indices, layer.bias_grad) if need_b else None
+        seconds = time.perf_counter() - start
+        layer._report(BackwardReport(indices, dy.shape[0], dy.shape[1], seconds))
+        return dx, dw, db, None
+
+
+def _row_sparse_grad(weight: Tensor, rows: Tensor, values: Tensor) -> Tensor:
+    """The weight gradient when only ``rows`` are non-zero, without a full-width zero fill when possible.
+
+    When the parameter already holds a dense ``.grad`` (optimizer.zero_grad(set_to_none=False)), autograd
+    adds a sparse gradient into it in place, touching only k rows. Otherwise it would store the sparse
+    tensor as ``.grad``, which most optimizers reject, so a dense gradient is built instead.
+    """
+    if weight.grad is not None and weight.grad.layout == torch.strided:
+        return torch.sparse_coo_tensor(rows.unsqueeze(0), values, weight.shape, check_invariants=False)
+    return values.new_zeros(weight.shape).index_copy_(0, rows, values)
+
+
+def _bias_grad(dy: Tensor, kept: Tensor, indices: Tensor, mode: BiasGrad) -> Tensor:
+    if mode == "dense":
+        return dy.sum(0)
+    grad = dy.new_zeros(dy.shape[1])
+    if indices.dim() == 1:
+        return grad.index_copy_(0, indices, kept.sum(0))
+    return grad.index_add_(0, indices.reshape(-1), kept.reshape(-1))
+
+
+class MePropLinear(nn.Linear):
+    """``nn.Linear`` with meProp's sparsified backward (same parameters, init and state_dict keys).
+
+    ``k``: entries of dL/dy kept per example (per minibatch for ``scope="batch"``); None, 0 or
+    >= out_features is the exact dense backward. ``bias_grad="dense"`` (default) gives the bias the
+    gradient of the full dy, as the authors' code does; ``"kept"`` uses the kept entries only.
+    The attributes ``k``, ``scope``, ``select`` may be changed between steps.
+
+    Report hooks (``register_report_hook``) receive a :class:`BackwardReport` after every backward;
+    with none registered and a dense k, the layer runs plain ``F.linear`` and costs nothing extra.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        k: int | None = None,
+        scope: Scope = "example",
+        select: Select = "topk",
+        bias: bool = True,
+        *,
+        bias_grad: BiasGrad = "dense",
+        generator: torch.Generator | None = None,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
+        if scope not in SCOPES:
+            raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
+        if select not in SELECTS:
+            raise ValueError(f"select must be one of {SELECTS}, got {select!r}")
+        if bias_grad not in BIAS_GRADS:
+            raise ValueError(f"bias_grad must be one of {BIAS_GRADS}, got {bias_grad!r}")
+        effective_k(k, out_features)  # validates the sign
+        self.k = k
+        self.scope: Scope = scope
+        self.select: Select = select
+        self.bias_grad: BiasGrad = bias_grad
+        self.generator = generator
+        self._report_hooks: OrderedDict[int, Callable[[BackwardReport], None]] = OrderedDict()
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, k: int | None, **kwargs) -> "MePropLinear":
+        """A MePropLinear that shares ``linear``'s parameter tensors (build optimizers afterwards)."""
+        layer = cls(linear.in_features, linear.out_features, k, bias=linear.bias is not None,
+                    device="meta", **kwargs)
+        layer.weight = linear.weight
+        layer.bias = linear.bias
+        return layer
+
+    def register_report_hook(self, hook: Callable[[BackwardReport], None]) -> RemovableHandle:
+        handle = RemovableHandle(self._report_hooks)
+        self._report_hooks[handle.id] = hook
+        return handle
+
+    def _report(self, report: BackwardReport) -> None:
+        for hook in self._report_hooks.values():
+            hook(report)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not torch.is_grad_enabled() or (
+            effective_k(self.k, self.out_features) is None and not self._report_hooks
+        ):
+            return F.linear(x, self.weight, self.bias)
+        flat = x.reshape(-1, self.in_features)
+        y = _MePropLinearFunction.apply(flat, self.weight, self.bias, self)
+        return y.reshape(*x.shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, k={self.k}, scope={self.scope}, select={self.select}"

@@ -1,0 +1,125 @@
+"""One training run of any task: build it, train it, write ``metrics.json`` and TensorBoard hparams.
+
+Plain Python: ``mesimp.train`` hands it the composed config and the run directory.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import platform
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+
+from mesimp.config import TrainConfig, validate
+from mesimp.engine.io import write_json
+from mesimp.engine.optim import build_optimizer
+from mesimp.engine.trainer import CHECKPOINT, LoopSettings, Trainer
+from mesimp.errors import UserError
+
+log = logging.getLogger(__name__)
+
+TASKS = {"mnist": "mesimp.tasks.mnist"}
+METRICS = "metrics.json"
+
+
+def method_name(cfg: TrainConfig) -> str:
+    if cfg.k is None and cfg.k_ratio is None:
+        return "full"
+    name = "meprop-unified" if cfg.meprop.scope.value == "batch" else "meprop"
+    return f"{name}-random" if cfg.meprop.select.value == "random" else name
+
+
+def learning_rate(cfg: TrainConfig) -> float:
+    if cfg.optim.lr is not None:
+        return cfg.optim.lr
+    return cfg.default_lr[cfg.optim.name.value]
+
+
+def run(cfg: TrainConfig, run_dir: Path) -> dict:
+    validate(cfg)
+    if cfg.task not in TASKS:
+        raise UserError(f"unknown task {cfg.task!r}; known: {', '.join(sorted(TASKS))}")
+    metrics_path = run_dir / METRICS
+    if cfg.resume and metrics_path.exists():
+        log.info("run already complete: %s (resume=false starts it over)", metrics_path)
+        return json.loads(metrics_path.read_text())
+    if not cfg.resume:
+        (run_dir / CHECKPOINT).unlink(missing_ok=True)
+        metrics_path.unlink(missing_ok=True)
+        shutil.rmtree(run_dir / "tb", ignore_errors=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+
+    built = importlib.import_module(TASKS[cfg.task]).build(cfg)
+    model = built.task.model
+    initial_params = sum(p.numel() for p in model.parameters())
+    lr = learning_rate(cfg)
+    optimizer = build_optimizer(cfg.optim.name.value, model.parameters(), lr, betas=cfg.optim.betas,
+                                eps=cfg.optim.eps, momentum=cfg.optim.momentum,
+                                weight_decay=cfg.optim.weight_decay)
+    settings = LoopSettings(epochs=cfg.epochs, batch_size=cfg.batch_size, evals_per_epoch=cfg.evals_per_epoch,
+                            seed=cfg.seed, clip_value=cfg.optim.clip_value, resume=cfg.resume)
+    trainer = Trainer(built.task, optimizer, settings, run_dir, tracked_layers=built.tracked_layers,
+                      generators=built.generators)
+    log.info("%s %s: k=%s k_ratio=%s, %d training examples, hidden %s, %d parameters, %s lr %g", cfg.task,
+             method_name(cfg), cfg.k, cfg.k_ratio, built.task.train_size, built.hidden_dims, initial_params,
+             cfg.optim.name.value, lr)
+    state = trainer.fit()
+
+    metrics = {
+        "task": cfg.task,
+        "method": method_name(cfg),
+        "k": cfg.k,
+        "k_ratio": cfg.k_ratio,
+        "scope": cfg.meprop.scope.value,
+        "select": cfg.meprop.select.value,
+        "optimizer": cfg.optim.name.value,
+        "lr": lr,
+        "seed": cfg.seed,
+        "batch_size": cfg.batch_size,
+        "epochs": cfg.epochs,
+        "epochs_run": state.epoch,
+        "steps": state.step,
+        "train_examples": built.task.train_size,
+        "best_dev": state.best_dev,
+        "test_at_best_dev": state.test_at_best_dev,
+        "best_dev_epoch": state.best_dev_epoch,
+        "best_dev_step": state.best_dev_step,
+        "backprop_time_s": state.backward.seconds,
+        "backward_time_s": state.backward_time_s,
+        "forward_time_s": state.forward_time_s,
+        "train_time_s": state.train_time_s,
+        "update_ratio": state.backward.update_ratio(),
+        "hidden_dims": built.hidden_dims,
+        "num_params": sum(p.numel() for p in model.parameters()),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "machine": f"{platform.machine()} {platform.processor() or platform.system()}",
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    write_json(metrics_path, metrics)
+    write_hparams(run_dir, cfg, metrics)
+    log.info("best dev %.2f at epoch %s; test at best dev %.2f; linear backward %.1fs; update ratio %s",
+             state.best_dev, state.best_dev_epoch, state.test_at_best_dev, state.backward.seconds,
+             metrics["update_ratio"])
+    return metrics
+
+
+def write_hparams(run_dir: Path, cfg: TrainConfig, metrics: dict) -> None:
+    hparams = {
+        "task": cfg.task, "method": metrics["method"], "k": -1 if cfg.k is None else cfg.k,
+        "k_ratio": cfg.k_ratio or 0.0, "scope": metrics["scope"], "select": metrics["select"],
+        "optimizer": metrics["optimizer"], "lr": metrics["lr"], "batch_size": cfg.batch_size, "seed": cfg.seed,
+        "hidden": str(list(cfg.model.hidden)), "dropout": cfg.model.dropout,
+    }
+    final = {f"hparam/{key}": metrics[key] for key in ("best_dev", "test_at_best_dev", "backprop_time_s",
+                                                       "update_ratio", "num_params") if metrics[key] is not None}
+    with SummaryWriter(str(run_dir / "tb")) as writer:
+        writer.add_hparams(hparams, final, run_name="hparams")

@@ -1,0 +1,46 @@
+"""What every task does to its model before training: init, and meProp on the chosen linear layers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from mesimp.config import Init, TrainConfig
+from mesimp.engine.trainer import TrainTask
+from mesimp.errors import UserError
+from mesimp.nn import convert_to_meprop
+from mesimp.nn.mlp import init_like_authors
+
+
+@dataclass
+class BuiltTask:
+    task: TrainTask
+    tracked_layers: set[str]  # the layers meProp applies to: their update ratio is reported
+    generators: dict[str, torch.Generator] = field(default_factory=dict)
+
+    @property
+    def hidden_dims(self) -> list[int]:
+        return list(self.task.model.hidden_dims)
+
+
+def prepare_model(cfg: TrainConfig, task: TrainTask, model: nn.Module, output_layer: str = "output") -> BuiltTask:
+    """Init ``model``, then make every linear layer a MePropLinear.
+
+    Layers meProp does not apply to (the output layer unless ``meprop.output_layer``) become dense
+    MePropLinear (k=None), so the backward of every linear map is timed by the same code.
+    """
+    if cfg.model.init == Init.authors:
+        init_like_authors(model)
+    generator = torch.Generator().manual_seed(cfg.seed + 1)
+    layer_kwargs = dict(scope=cfg.meprop.scope.value, select=cfg.meprop.select.value,
+                        bias_grad=cfg.meprop.bias_grad.value, generator=generator)
+    dense = [] if cfg.meprop.output_layer else [output_layer]
+    tracked = convert_to_meprop(model, cfg.k, k_ratio=cfg.k_ratio, exclude=dense, **layer_kwargs)
+    if dense:
+        convert_to_meprop(model, None, exclude=tracked, **layer_kwargs)
+    widths = [model.get_submodule(name).out_features for name in tracked]
+    if cfg.k is not None and cfg.k > max(widths):
+        raise UserError(f"k={cfg.k} exceeds the widest meProp layer ({max(widths)}); use k=null for full backprop")
+    return BuiltTask(task, set(tracked), {"meprop": generator})

