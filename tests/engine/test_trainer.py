@@ -1,0 +1,92 @@
+"""The training loop: chunking, and resuming an interrupted run to the very same result."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from mesimp.engine import trainer as trainer_module
+from mesimp.engine.io import load_checkpoint
+from mesimp.engine.trainer import CHECKPOINT, chunk_bounds, epoch_order
+from mesimp.runner import run
+from tests.helpers import compose_config
+
+TIMING_KEYS = {"backprop_time_s", "backward_time_s", "forward_time_s", "train_time_s", "finished_at"}
+
+
+def test_chunk_bounds_cover_every_batch_once():
+    for batches, chunks in [(5500, 8), (7, 8), (10, 3), (1, 1)]:
+        bounds = chunk_bounds(batches, chunks)
+        assert bounds[0][0] == 0 and bounds[-1][1] == batches
+        assert all(a < b for a, b in bounds) and all(b == c for (_, b), (c, _) in zip(bounds, bounds[1:]))
+        assert len(bounds) == min(chunks, batches)
+
+
+def test_epoch_order_depends_on_seed_and_epoch_only():
+    assert torch.equal(epoch_order(1, 3, 50), epoch_order(1, 3, 50))
+    assert not torch.equal(epoch_order(1, 3, 50), epoch_order(1, 4, 50))
+    assert sorted(epoch_order(2, 0, 50).tolist()) == list(range(50))
+
+
+def without_timings(metrics: dict) -> dict:
+    return {key: value for key, value in metrics.items() if key not in TIMING_KEYS}
+
+
+@pytest.mark.parametrize("extra", [[], ["meprop.select=random", "model.dropout=0.2", "optim=adagrad"]])
+def test_interrupted_run_resumes_to_identical_result(tmp_path, shared_data, monkeypatch, extra):
+    cfg = compose_config("k=20", "data.train_limit=200", "epochs=2", "evals_per_epoch=3",
+                         f"data.root={shared_data}", *extra)
+    uninterrupted = run(cfg, tmp_path / "whole")
+
+    saves = 0
+    real_save = trainer_module.save_checkpoint
+
+    def killed_before_fourth_save(path, data):
+        nonlocal saves
+        saves += 1
+        if saves == 4:  # the 4th chunk trained and evaluated, its checkpoint never written
+            raise KeyboardInterrupt
+        real_save(path, data)
+
+    monkeypatch.setattr(trainer_module, "save_checkpoint", killed_before_fourth_save)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, tmp_path / "cut")
+    monkeypatch.undo()
+    assert load_checkpoint(tmp_path / "cut" / CHECKPOINT)["loop"]["step"] == 20  # 3 of 6 chunks: the first epoch
+    resumed = run(cfg, tmp_path / "cut")
+
+    assert without_timings(resumed) == without_timings(uninterrupted)
+    whole = load_checkpoint(tmp_path / "whole" / CHECKPOINT)["model"]
+    for key, value in load_checkpoint(tmp_path / "cut" / CHECKPOINT)["model"].items():
+        assert torch.equal(value, whole[key]), key
+
+
+@pytest.mark.slow
+def test_sigkilled_cli_run_resumes_to_identical_metrics(tmp_path, shared_data):
+    """A real kill -9 in the middle of training, then the same command again."""
+    args = [sys.executable, "-m", "mesimp.train", "k=20", "data.train_limit=2000", "epochs=3", "evals_per_epoch=4"]
+
+    def command(runs):
+        return subprocess.Popen(args, env={**os.environ, "MESIMP_RUNS": str(runs), "MESIMP_DATA": str(shared_data)},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    assert command(tmp_path / "whole").wait(timeout=600) == 0
+    run_dir = "data.train_limit=2000,epochs=3,evals_per_epoch=4,k=20"
+    victim = command(tmp_path / "cut")
+    checkpoint = tmp_path / "cut" / "mnist" / run_dir / CHECKPOINT
+    deadline = time.time() + 300
+    while not checkpoint.exists() and time.time() < deadline and victim.poll() is None:
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert victim.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert command(tmp_path / "cut").wait(timeout=600) == 0
+
+    import json
+    whole = json.loads((tmp_path / "whole" / "mnist" / run_dir / "metrics.json").read_text())
+    resumed = json.loads((tmp_path / "cut" / "mnist" / run_dir / "metrics.json").read_text())
+    assert without_timings(resumed) == without_timings(whole)

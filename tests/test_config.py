@@ -1,0 +1,65 @@
+"""The config schema: the real configs compose, typos and wrong types fail, cross-field checks hold."""
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ConfigKeyError, ValidationError
+
+from mesimp.config import OptimName, Scope, validate
+from mesimp.errors import UserError
+from mesimp.runner import learning_rate, method_name
+from tests.helpers import compose_config
+
+
+def test_defaults_are_the_papers_mnist_setup():
+    cfg = compose_config()
+    assert cfg.task == "mnist" and cfg.k is None and list(cfg.model.hidden) == [500, 500]
+    assert cfg.batch_size == 10 and cfg.epochs == 20 and cfg.evals_per_epoch == 8
+    assert cfg.optim.name == OptimName.adam and learning_rate(cfg) == 0.001
+    assert cfg.meprop.output_layer is False
+    validate(cfg)
+
+
+@pytest.mark.parametrize("optim,lr", [("adam", 0.001), ("adagrad", 0.1), ("sgd", 0.1)])
+def test_optimizer_groups_take_the_tasks_paper_lr(optim, lr):
+    cfg = compose_config(f"optim={optim}")
+    assert cfg.optim.name.value == optim and learning_rate(cfg) == lr
+    assert learning_rate(compose_config(f"optim={optim}", "optim.lr=0.5")) == 0.5
+    if optim == "adagrad":
+        assert cfg.optim.eps == 1e-6
+
+
+def test_interface_keys_compose():
+    cfg = compose_config("k=20", "meprop.scope=batch", "meprop.select=random", "epochs=3", "seed=7",
+                         "data.root=/somewhere", "data.train_limit=300", "model.hidden=[20,20]")
+    assert cfg.k == 20 and cfg.meprop.scope == Scope.batch and cfg.meprop.select.value == "random"
+    assert cfg.epochs == 3 and cfg.seed == 7 and cfg.data.root == "/somewhere" and cfg.data.train_limit == 300
+    assert list(cfg.model.hidden) == [20, 20]
+    assert compose_config("k_ratio=0.04").k_ratio == 0.04
+
+
+@pytest.mark.parametrize("override", ["epochz=3", "meprop.scope=rows", "k=abc", "meprop.select=best"])
+def test_typos_and_wrong_types_fail_at_compose(override):
+    with pytest.raises((ConfigCompositionException, ConfigKeyError, ValidationError)):
+        compose_config(override)
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["k=-1"], "k must be >= 0"),
+    (["k_ratio=0"], "k_ratio must be in"),
+    (["k_ratio=1.5"], "k_ratio must be in"),
+    (["k=20", "k_ratio=0.1"], "not both"),
+    (["epochs=0"], "epochs must be"),
+    (["data.train_limit=0"], "train_limit"),
+    (["model.dropout=1.0"], "dropout"),
+])
+def test_cross_field_validation(overrides, message):
+    with pytest.raises(UserError, match=message):
+        validate(compose_config(*overrides))
+
+
+@pytest.mark.parametrize("overrides,method", [
+    ([], "full"), (["k=20"], "meprop"), (["k=20", "meprop.scope=batch"], "meprop-unified"),
+    (["k_ratio=0.1", "meprop.select=random"], "meprop-random"),
+])
+def test_method_names(overrides, method):
+    assert method_name(compose_config(*overrides)) == method

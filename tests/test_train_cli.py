@@ -1,0 +1,78 @@
+"""The real command line: bad input gives one error line and exit 2; a short real run writes metrics.json."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mesimp.data.idx import write_idx
+from mesimp.data.mnist import NAMES, locate_mnist, read_idx
+
+REQUIRED_METRICS = {"task", "method", "k", "seed", "best_dev", "test_at_best_dev", "epochs_run", "backprop_time_s",
+                    "train_time_s", "update_ratio", "hidden_dims", "num_params"}
+
+
+def train(*overrides: str, runs: Path, data: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MESIMP_RUNS": str(runs)}
+    if data is not None:
+        env["MESIMP_DATA"] = str(data)
+    return subprocess.run([sys.executable, "-m", "mesimp.train", *overrides], env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, fragment: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("error: ") and fragment in lines[-1], result.stderr
+    assert "Traceback" not in result.stderr and len([ln for ln in lines if ln.startswith("error:")]) == 1
+
+
+@pytest.mark.parametrize("overrides,fragment", [
+    (["task=imagenet"], "unknown task 'imagenet'"),
+    (["k=-3"], "k must be >= 0"),
+    (["k_ratio=1.5"], "k_ratio must be in (0, 1]"),
+    (["k=20", "k_ratio=0.5"], "not both"),
+    (["k=501"], "exceeds the widest meProp layer"),
+])
+def test_bad_input_is_one_line(tmp_path, shared_data, overrides, fragment):
+    assert_one_line_error(train(*overrides, runs=tmp_path, data=shared_data), fragment)
+
+
+def test_missing_data_is_one_line(tmp_path):
+    result = train("k=20", "data.fetch=false", f"data.root={tmp_path / 'empty'}", runs=tmp_path)
+    assert_one_line_error(result, "MNIST not found")
+
+
+def test_corrupt_data_names_the_file(tmp_path, shared_data):
+    root = tmp_path / "data"
+    (root / "mnist").mkdir(parents=True)
+    for name, path in locate_mnist(shared_data).items():
+        tensor = read_idx(path)
+        if name == NAMES[1]:
+            tensor = tensor.clone()
+            tensor[0] = (int(tensor[0]) + 1) % 10  # one wrong label
+        write_idx(root / "mnist" / f"{name}.gz", tensor)
+    result = train("data.fetch=false", runs=tmp_path, data=root)
+    assert_one_line_error(result, NAMES[1])
+    assert "md5" in result.stderr
+
+
+def test_short_real_run_writes_metrics(tmp_path, shared_data):
+    result = train("k=20", "data.train_limit=300", "epochs=2", "evals_per_epoch=2", runs=tmp_path, data=shared_data)
+    assert result.returncode == 0, result.stderr
+    run_dir = tmp_path / "mnist" / "data.train_limit=300,epochs=2,evals_per_epoch=2,k=20"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert REQUIRED_METRICS <= set(metrics)
+    assert metrics["task"] == "mnist" and metrics["method"] == "meprop" and metrics["k"] == 20
+    assert metrics["epochs_run"] == 2 and metrics["steps"] == 2 * 30
+    assert metrics["update_ratio"] == pytest.approx(20 / 500)
+    assert 10.0 < metrics["best_dev"] <= 100.0 and 10.0 < metrics["test_at_best_dev"] <= 100.0
+    assert metrics["hidden_dims"] == [500, 500] and metrics["num_params"] == 784 * 500 + 500 * 500 + 5010 + 500 * 2
+    assert 0 < metrics["backprop_time_s"] < metrics["train_time_s"]
+    assert (run_dir / ".hydra" / "config.yaml").exists() and (run_dir / "checkpoint.pt").exists()
+    assert any((run_dir / "tb").glob("events.out.tfevents.*"))
+    again = train("k=20", "data.train_limit=300", "epochs=2", "evals_per_epoch=2", runs=tmp_path, data=shared_data)
+    assert again.returncode == 0 and "already complete" in again.stderr + again.stdout
