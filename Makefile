@@ -1,8 +1,6 @@
 # mesimp: `make help` lists the targets.
 PYTHON ?= python
 ARGS ?=
-# The data directory (MNIST, UD English-EWT, the WSJ sample); the runner also reads data.root=...
-export MESIMP_DATA ?= $(CURDIR)/data
 
 .PHONY: help install test test-all train sweep bench reproduce-tables clean
 
