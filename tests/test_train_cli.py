@@ -76,3 +76,18 @@ def test_short_real_run_writes_metrics(tmp_path, shared_data):
     assert any((run_dir / "tb").glob("events.out.tfevents.*"))
     again = train("k=20", "data.train_limit=300", "epochs=2", "evals_per_epoch=2", runs=tmp_path, data=shared_data)
     assert again.returncode == 0 and "already complete" in again.stderr + again.stdout
+
+
+def test_tensorboard_has_the_reported_scalars(tmp_path, shared_data):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    assert train("k=20", "data.train_limit=100", "epochs=1", "evals_per_epoch=1", runs=tmp_path,
+                 data=shared_data).returncode == 0
+    run_dir = tmp_path / "mnist" / "data.train_limit=100,epochs=1,evals_per_epoch=1,k=20"
+    events = EventAccumulator(str(run_dir / "tb"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "dev/accuracy", "meprop/update_ratio", "model/num_params", "model/hidden_dim_0",
+            "time/forward_s", "time/backward_s", "time/linear_backward_s"} <= tags
+    assert events.Scalars("meprop/update_ratio")[0].value == pytest.approx(0.04)
+    assert any((run_dir / "tb" / "hparams").glob("events.out.tfevents.*"))

@@ -211,3 +211,7 @@ class Trainer:
         ratio = st.backward.update_ratio()
         if ratio is not None:
             writer.add_scalar("meprop/update_ratio", ratio, st.epoch)
+        model = self.task.model
+        writer.add_scalar("model/num_params", sum(p.numel() for p in model.parameters()), st.epoch)
+        for layer, width in enumerate(getattr(model, "hidden_dims", [])):
+            writer.add_scalar(f"model/hidden_dim_{layer}", width, st.epoch)
