@@ -10,6 +10,7 @@ import json
 import logging
 import platform
 import shutil
+import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -101,6 +102,7 @@ def run(cfg: TrainConfig, run_dir: Path) -> dict:
         "num_params": sum(p.numel() for p in model.parameters()),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
+        "code_version": code_version(),
         "machine": f"{platform.machine()} {platform.processor() or platform.system()}",
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -110,6 +112,16 @@ def run(cfg: TrainConfig, run_dir: Path) -> dict:
              state.best_dev, state.best_dev_epoch, state.test_at_best_dev, state.backward.seconds,
              metrics["update_ratio"])
     return metrics
+
+
+def code_version() -> str | None:
+    """The git commit of the code that ran (with -dirty for uncommitted changes), when run from a checkout."""
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=Path(__file__).parent,
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
 
 
 def write_hparams(run_dir: Path, cfg: TrainConfig, metrics: dict) -> None:

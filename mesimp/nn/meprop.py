@@ -115,14 +115,20 @@ class _MePropLinearFunction(torch.autograd.Function):
         else:
             indices = select_units(dy, k, "example", layer.select, layer.generator)
             values = dy.gather(1, indices)
-            rows = torch.arange(dy.shape[0], device=dy.device).repeat_interleave(k)
-            # dy with k entries per row as a sparse (out, rows) matrix: both products cost k/out of dense.
-            sparse_dy_t = torch.sparse_coo_tensor(
-                torch.stack((indices.reshape(-1), rows)), values.reshape(-1), (dy.shape[1], dy.shape[0]),
-                check_invariants=False,
-            )
-            dx = torch.sparse.mm(sparse_dy_t.t(), weight) if need_x else None
-            dw = torch.sparse.mm(sparse_dy_t, x) if need_w else None
+            flat_values = values.reshape(-1)
+            dx = dw = None
+            examples = torch.arange(dy.shape[0], device=dy.device).repeat_interleave(k)
+            # dy with k entries per row as sparse matrices: both products cost k/out of the dense ones.
+            if need_x:
+                sparse_dy = torch.sparse_coo_tensor(torch.stack((examples, indices.reshape(-1))), flat_values,
+                                                    dy.shape, check_invariants=False)
+                dx = torch.sparse.mm(sparse_dy, weight)
+            if need_w:
+                # Only the union of the kept units gets a gradient row: compute just those rows.
+                units, slot = torch.unique(indices.reshape(-1), return_inverse=True)
+                kept_dy_t = torch.sparse_coo_tensor(torch.stack((slot, examples)), flat_values,
+                                                    (units.shape[0], dy.shape[0]), check_invariants=False)
+                dw = _row_sparse_grad(ctx.weight_param, units, torch.sparse.mm(kept_dy_t, x))
             db = _bias_grad(dy, values, indices, layer.bias_grad) if need_b else None
         seconds = time.perf_counter() - start
         layer._report(BackwardReport(indices, dy.shape[0], dy.shape[1], seconds))
