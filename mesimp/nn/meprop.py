@@ -99,7 +99,7 @@ class _MePropLinearFunction(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         layer: MePropLinear = ctx.layer
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        start = time.perf_counter()
+        start = _clock(dy) if layer._report_hooks else 0.0
         k = effective_k(layer.k, weight.shape[0])
         if k is None:
             indices = None
@@ -130,9 +130,16 @@ class _MePropLinearFunction(torch.autograd.Function):
                                                     (units.shape[0], dy.shape[0]), check_invariants=False)
                 dw = _row_sparse_grad(ctx.weight_param, units, torch.sparse.mm(kept_dy_t, x))
             db = _bias_grad(dy, values, indices, layer.bias_grad) if need_b else None
-        seconds = time.perf_counter() - start
-        layer._report(BackwardReport(indices, dy.shape[0], dy.shape[1], seconds))
+        if layer._report_hooks:
+            layer._report(BackwardReport(indices, dy.shape[0], dy.shape[1], _clock(dy) - start))
         return dx, dw, db, None
+
+
+def _clock(like: Tensor) -> float:
+    """Wall time, after the device's queued work has finished, so that GPU timings are real."""
+    if like.is_cuda:
+        torch.cuda.synchronize(like.device)
+    return time.perf_counter()
 
 
 def _row_sparse_grad(weight: Tensor, rows: Tensor, values: Tensor) -> Tensor:
