@@ -44,6 +44,7 @@ def learning_rate(cfg: TrainConfig) -> float:
 
 def run(cfg: TrainConfig, run_dir: Path) -> dict:
     validate(cfg)
+    version = code_version()  # now: the code may change on disk while a long run trains
     if cfg.task not in TASKS:
         raise UserError(f"unknown task {cfg.task!r}; known: {', '.join(sorted(TASKS))}")
     metrics_path = run_dir / METRICS
@@ -102,7 +103,7 @@ def run(cfg: TrainConfig, run_dir: Path) -> dict:
         "num_params": sum(p.numel() for p in model.parameters()),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
-        "code_version": code_version(),
+        "code_version": version,
         "machine": f"{platform.machine()} {platform.processor() or platform.system()}",
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

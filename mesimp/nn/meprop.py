@@ -116,23 +116,30 @@ class _MePropLinearFunction(torch.autograd.Function):
             indices = select_units(dy, k, "example", layer.select, layer.generator)
             values = dy.gather(1, indices)
             flat_values = values.reshape(-1)
-            dx = dw = None
             examples = torch.arange(dy.shape[0], device=dy.device).repeat_interleave(k)
-            # dy with k entries per row as sparse matrices: both products cost k/out of the dense ones.
-            if need_x:
-                sparse_dy = torch.sparse_coo_tensor(torch.stack((examples, indices.reshape(-1))), flat_values,
-                                                    dy.shape, check_invariants=False)
-                dx = torch.sparse.mm(sparse_dy, weight)
-            if need_w:
-                # Only the union of the kept units gets a gradient row: compute just those rows.
-                units, slot = torch.unique(indices.reshape(-1), return_inverse=True)
-                kept_dy_t = torch.sparse_coo_tensor(torch.stack((slot, examples)), flat_values,
-                                                    (units.shape[0], dy.shape[0]), check_invariants=False)
-                dw = _row_sparse_grad(ctx.weight_param, units, torch.sparse.mm(kept_dy_t, x))
+            # dy with k entries per row as a sparse matrix: both products cost k/out of the dense ones.
+            # (Built transposed, (out, rows): PyTorch's CPU products are faster this way round for both.)
+            sparse_dy_t = torch.sparse_coo_tensor(torch.stack((indices.reshape(-1), examples)), flat_values,
+                                                  (dy.shape[1], dy.shape[0]), check_invariants=False)
+            dx = torch.sparse.mm(sparse_dy_t.t(), weight) if need_x else None
+            dw = _example_weight_grad(ctx.weight_param, x, sparse_dy_t, indices, examples) if need_w else None
             db = _bias_grad(dy, values, indices, layer.bias_grad) if need_b else None
         if layer._report_hooks:
             layer._report(BackwardReport(indices, dy.shape[0], dy.shape[1], _clock(dy) - start))
         return dx, dw, db, None
+
+
+def _example_weight_grad(weight: Tensor, x: Tensor, sparse_dy_t: Tensor, indices: Tensor, examples: Tensor) -> Tensor:
+    """dL/dW from the per-example kept entries; ``sparse_dy_t`` holds them, (out, rows), in ``indices`` order."""
+    width, rows = sparse_dy_t.shape
+    if rows * indices.shape[1] >= width:
+        # Together the examples keep (nearly) every unit: the gradient is dense-shaped, one product.
+        return torch.sparse.mm(sparse_dy_t, x)
+    # Few examples: only the union of their kept units gets a gradient row; compute just those rows.
+    units, slot = torch.unique(indices.reshape(-1), return_inverse=True)
+    kept_dy_t = torch.sparse_coo_tensor(torch.stack((slot, examples)), sparse_dy_t._values(), (units.shape[0], rows),
+                                        check_invariants=False)
+    return _row_sparse_grad(weight, units, torch.sparse.mm(kept_dy_t, x))
 
 
 def _clock(like: Tensor) -> float:
