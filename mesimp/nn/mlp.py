@@ -11,6 +11,8 @@ from typing import Sequence
 
 from torch import Tensor, nn
 
+from mesimp.simplify.units import ParamSlice, UnitGroup
+
 
 class MLP(nn.Module):
     def __init__(self, in_features: int, hidden: Sequence[int], out_features: int, dropout: float = 0.0) -> None:
@@ -37,3 +39,13 @@ def init_like_authors(model: nn.Module) -> None:
             nn.init.normal_(module.weight, std=math.sqrt(6.0 / (module.in_features + module.out_features)))
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
+
+
+def mlp_unit_groups(model: MLP) -> list[UnitGroup]:
+    """meSimp's view of an MLP: hidden unit j of layer i is row j of ``hidden.i`` and column j of the next layer."""
+    consumers = [*model.hidden[1:], model.output]
+    return [
+        UnitGroup(f"hidden.{i}", layer, [ParamSlice(layer, "weight", 0), ParamSlice(layer, "bias", 0),
+                                         ParamSlice(consumer, "weight", 1)])
+        for i, (layer, consumer) in enumerate(zip(model.hidden, consumers))
+    ]
