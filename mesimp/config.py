@@ -13,6 +13,7 @@ from typing import Dict, List, Optional
 from hydra.core.config_store import ConfigStore
 
 from mesimp.errors import UserError
+from mesimp.simplify.schedule import OptimizerReset
 
 
 class Scope(Enum):
@@ -76,6 +77,21 @@ class OptimConfig:
     clip_value: Optional[float] = None  # element-wise clipping; the authors' C# clips at 5, the paper says nothing
 
 
+class KPolicy(Enum):
+    fixed = "fixed"  # the authors: k stays as the layer shrinks (dense once the layer is narrower than k)
+    ratio = "ratio"  # k keeps its fraction of the layer's current width
+
+
+@dataclass
+class SimplifyConfig:
+    enabled: bool = False
+    prune_rate: float = 0.1  # a unit survives a step if kept for at least this fraction of the examples since the last
+    cycle_epochs: int = 5  # simplifying and normal cycles alternate, each this many epochs
+    prunes_per_epoch: int = 8  # simplification steps per epoch of a simplifying cycle
+    k_policy: KPolicy = KPolicy.fixed
+    optimizer_reset: OptimizerReset = OptimizerReset.cycle
+
+
 @dataclass
 class TrainConfig:
     task: str = "mnist"
@@ -85,6 +101,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    simplify: SimplifyConfig = field(default_factory=SimplifyConfig)
     default_lr: Dict[str, float] = field(default_factory=dict)
     epochs: int = 20
     batch_size: int = 10
@@ -114,5 +131,15 @@ def validate(cfg: TrainConfig) -> None:
         raise UserError(f"data.train_limit must be >= 1 or null, got {cfg.data.train_limit}")
     if any(width < 1 for width in cfg.model.hidden):
         raise UserError(f"model.hidden widths must be >= 1, got {list(cfg.model.hidden)}")
+    simplify = cfg.simplify
+    if simplify.enabled:
+        if not 0.0 <= simplify.prune_rate < 1.0:
+            raise UserError(f"simplify.prune_rate must be in [0, 1), got {simplify.prune_rate}")
+        if simplify.cycle_epochs < 1 or simplify.prunes_per_epoch < 1:
+            raise UserError(f"simplify.cycle_epochs and simplify.prunes_per_epoch must be >= 1, got "
+                            f"{simplify.cycle_epochs} and {simplify.prunes_per_epoch}")
+        if cfg.k is None and cfg.k_ratio is None:
+            raise UserError("simplify=mesimp needs meProp's top-k (set k or k_ratio): with k=null there is no "
+                            "activeness to count")
     if not 0.0 <= cfg.model.dropout < 1.0:
         raise UserError(f"model.dropout must be in [0, 1), got {cfg.model.dropout}")

@@ -19,9 +19,12 @@ from torch.utils.tensorboard import SummaryWriter
 
 from mesimp.config import TrainConfig, validate
 from mesimp.engine.io import write_json
+from mesimp.config import KPolicy
+from mesimp.engine.decode import time_decoding
 from mesimp.engine.optim import build_optimizer
 from mesimp.engine.trainer import CHECKPOINT, LoopSettings, Trainer
 from mesimp.errors import UserError
+from mesimp.simplify import Simplifier, SimplifySchedule
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +35,8 @@ METRICS = "metrics.json"
 def method_name(cfg: TrainConfig) -> str:
     if cfg.k is None and cfg.k_ratio is None:
         return "full"
-    name = "meprop-unified" if cfg.meprop.scope.value == "batch" else "meprop"
+    name = "mesimp" if cfg.simplify.enabled else "meprop"
+    name = f"{name}-unified" if cfg.meprop.scope.value == "batch" else name
     return f"{name}-random" if cfg.meprop.select.value == "random" else name
 
 
@@ -63,17 +67,22 @@ def run(cfg: TrainConfig, run_dir: Path) -> dict:
     model = built.task.model
     initial_params = sum(p.numel() for p in model.parameters())
     lr = learning_rate(cfg)
-    optimizer = build_optimizer(cfg.optim.name.value, model.parameters(), lr, betas=cfg.optim.betas,
-                                eps=cfg.optim.eps, momentum=cfg.optim.momentum,
-                                weight_decay=cfg.optim.weight_decay)
+
+    def make_optimizer(params):
+        return build_optimizer(cfg.optim.name.value, params, lr, betas=cfg.optim.betas, eps=cfg.optim.eps,
+                               momentum=cfg.optim.momentum, weight_decay=cfg.optim.weight_decay)
+
+    simplifier = build_simplifier(cfg, built.unit_groups) if cfg.simplify.enabled else None
     settings = LoopSettings(epochs=cfg.epochs, batch_size=cfg.batch_size, evals_per_epoch=cfg.evals_per_epoch,
                             seed=cfg.seed, clip_value=cfg.optim.clip_value, resume=cfg.resume)
-    trainer = Trainer(built.task, optimizer, settings, run_dir, tracked_layers=built.tracked_layers,
-                      generators=built.generators)
+    trainer = Trainer(built.task, make_optimizer, settings, run_dir, tracked_layers=built.tracked_layers,
+                      generators=built.generators, simplifier=simplifier)
     log.info("%s %s: k=%s k_ratio=%s, %d training examples, hidden %s, %d parameters, %s lr %g", cfg.task,
              method_name(cfg), cfg.k, cfg.k_ratio, built.task.train_size, built.hidden_dims, initial_params,
              cfg.optim.name.value, lr)
     state = trainer.fit()
+    final_params = sum(p.numel() for p in model.parameters())
+    models = {"final": model, **({"original_width": built.original_model()} if simplifier else {})}
 
     metrics = {
         "task": cfg.task,
@@ -99,8 +108,14 @@ def run(cfg: TrainConfig, run_dir: Path) -> dict:
         "forward_time_s": state.forward_time_s,
         "train_time_s": state.train_time_s,
         "update_ratio": state.backward.update_ratio(),
+        "final_dev": built.task.evaluate("dev"),
+        "final_test": built.task.evaluate("test"),
         "hidden_dims": built.hidden_dims,
-        "num_params": sum(p.numel() for p in model.parameters()),
+        "dims_history": simplifier.history if simplifier else [],
+        "num_params": final_params,
+        "original_num_params": initial_params,
+        "compression": initial_params / final_params,
+        "decode_time_s": time_decoding(built.task, models),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "code_version": version,
@@ -109,10 +124,19 @@ def run(cfg: TrainConfig, run_dir: Path) -> dict:
     }
     write_json(metrics_path, metrics)
     write_hparams(run_dir, cfg, metrics)
-    log.info("best dev %.2f at epoch %s; test at best dev %.2f; linear backward %.1fs; update ratio %s",
-             state.best_dev, state.best_dev_epoch, state.test_at_best_dev, state.backward.seconds,
-             metrics["update_ratio"])
+    log.info("best dev %.2f at epoch %s; test at best dev %.2f; linear backward %.1fs; update ratio %s; "
+             "hidden %s (%.1fx fewer parameters)", state.best_dev, state.best_dev_epoch, state.test_at_best_dev,
+             state.backward.seconds, metrics["update_ratio"], metrics["hidden_dims"], metrics["compression"])
     return metrics
+
+
+def build_simplifier(cfg: TrainConfig, unit_groups) -> Simplifier:
+    if unit_groups is None:
+        raise UserError(f"task {cfg.task!r} does not support simplify=mesimp yet")
+    schedule = SimplifySchedule(cycle_epochs=cfg.simplify.cycle_epochs, prunes_per_epoch=cfg.simplify.prunes_per_epoch,
+                                optimizer_reset=cfg.simplify.optimizer_reset)
+    return Simplifier(unit_groups(), cfg.simplify.prune_rate, schedule,
+                      scale_k=cfg.simplify.k_policy == KPolicy.ratio)
 
 
 def code_version() -> str | None:
@@ -131,8 +155,10 @@ def write_hparams(run_dir: Path, cfg: TrainConfig, metrics: dict) -> None:
         "k_ratio": cfg.k_ratio or 0.0, "scope": metrics["scope"], "select": metrics["select"],
         "optimizer": metrics["optimizer"], "lr": metrics["lr"], "batch_size": cfg.batch_size, "seed": cfg.seed,
         "hidden": str(list(cfg.model.hidden)), "dropout": cfg.model.dropout,
+        "simplify": cfg.simplify.enabled, "prune_rate": cfg.simplify.prune_rate if cfg.simplify.enabled else 0.0,
     }
     final = {f"hparam/{key}": metrics[key] for key in ("best_dev", "test_at_best_dev", "backprop_time_s",
-                                                       "update_ratio", "num_params") if metrics[key] is not None}
+                                                       "update_ratio", "num_params", "compression")
+             if metrics[key] is not None}
     with SummaryWriter(str(run_dir / "tb")) as writer:
         writer.add_hparams(hparams, final, run_name="hparams")

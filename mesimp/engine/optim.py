@@ -24,3 +24,11 @@ def build_optimizer(
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     raise ValueError(f"unknown optimizer {name!r}")
+
+
+def zero_moments(optimizer: torch.optim.Optimizer) -> None:
+    """Zero every state tensor but the step counters (the authors' optimizer "Prepare" during meSimp)."""
+    for state in optimizer.state.values():
+        for key, value in state.items():
+            if key != "step" and torch.is_tensor(value):
+                value.zero_()

@@ -1,9 +1,12 @@
 """The training loop every task shares: minibatches, dev evaluation several times per epoch, the test
-score at the best dev score (the paper's protocol), timing, TensorBoard, and checkpoints to resume from.
+score at the best dev score (the paper's protocol), meSimp's simplification steps, timing, TensorBoard, and
+checkpoints to resume from.
 
-A run is cut into "chunks": ``evals_per_epoch`` contiguous slices of each epoch's minibatches. After each
-chunk the loop evaluates dev (and test when dev improved) and writes a checkpoint, so a killed run
-resumes at the last chunk boundary and, on the CPU, finishes with the same numbers as an unbroken run.
+Each epoch's minibatches are cut into "chunks" at the evaluation points (``evals_per_epoch`` evenly spaced)
+and, with meSimp, its simplification points. At each boundary the loop evaluates dev (and test when dev
+improved) if it is an evaluation point, then simplifies if it is a simplification point (the authors' order),
+then writes a checkpoint: a killed run resumes at the last boundary and, on the CPU, finishes with the same
+numbers as an unbroken run.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Iterable, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -22,6 +25,8 @@ from tqdm import tqdm
 
 from mesimp.engine.io import load_checkpoint, save_checkpoint
 from mesimp.engine.meter import BackwardMeter, BackwardTotals
+from mesimp.engine.optim import zero_moments
+from mesimp.simplify import Simplifier
 
 log = logging.getLogger(__name__)
 
@@ -85,24 +90,33 @@ def epoch_order(seed: int, epoch: int, size: int) -> Tensor:
     return torch.randperm(size, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
 
 
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+
+
 class Trainer:
+    """Trains ``task.model``; ``make_optimizer`` builds (and, at meSimp's cycle starts, rebuilds) the optimizer."""
+
     def __init__(
         self,
         task: TrainTask,
-        optimizer: torch.optim.Optimizer,
+        make_optimizer: OptimizerFactory,
         settings: LoopSettings,
         run_dir: Path,
         *,
         tracked_layers: set[str],
         generators: dict[str, torch.Generator] | None = None,
+        simplifier: Simplifier | None = None,
     ) -> None:
         self.task = task
-        self.optimizer = optimizer
+        self.make_optimizer = make_optimizer
+        self.optimizer = make_optimizer(task.model.parameters())
         self.settings = settings
         self.run_dir = run_dir
         self.tracked_layers = tracked_layers
         self.generators = generators or {}
+        self.simplifier = simplifier
         self.state = LoopState()
+        self._loss_sum, self._loss_batches = 0.0, 0  # since the last evaluation; for logging only
 
     # -- checkpoints -----------------------------------------------------------------------------
     def _checkpoint(self) -> dict:
@@ -112,9 +126,13 @@ class Trainer:
             "loop": self.state.to_dict(),
             "torch_rng": torch.get_rng_state(),
             "generators": {name: gen.get_state() for name, gen in self.generators.items()},
+            "simplify": self.simplifier.state_dict() if self.simplifier else None,
         }
 
     def _restore(self, data: dict) -> None:
+        if self.simplifier:
+            self.simplifier.load_state_dict(data["simplify"])  # the saved (shrunk) shapes first
+            self.optimizer = self.make_optimizer(self.task.model.parameters())
         self.task.model.load_state_dict(data["model"])
         self.optimizer.load_state_dict(data["optimizer"])
         self.state = LoopState.from_dict(data["loop"])
@@ -148,22 +166,33 @@ class Trainer:
         s, st = self.settings, self.state
         order = epoch_order(s.seed, st.epoch, self.task.train_size)
         batches = order.split(s.batch_size)
-        bounds = chunk_bounds(len(batches), s.evals_per_epoch)
+        evals = {end for _, end in chunk_bounds(len(batches), s.evals_per_epoch)}
+        schedule = self.simplifier.schedule if self.simplifier else None
+        prunes = set(schedule.prune_points(st.epoch, len(batches))) if schedule else set()
+        ends = sorted(evals | prunes)
+        starts = [0, *ends[:-1]]
+        if st.chunk == 0 and schedule and schedule.fresh_optimizer_at_start(st.epoch):
+            self.optimizer = self.make_optimizer(self.task.model.parameters())
         before = (st.forward_time_s, st.backward_time_s, st.backward.seconds)
-        progress = tqdm(total=len(batches), initial=bounds[st.chunk][0] if st.chunk < len(bounds) else 0,
-                        desc=f"epoch {st.epoch + 1}/{s.epochs}", disable=None, leave=False)
-        for chunk in range(st.chunk, len(bounds)):
-            start, end = bounds[chunk]
-            loss = self._train_chunk(batches[start:end], progress)
+        progress = tqdm(total=len(batches), initial=starts[st.chunk], desc=f"epoch {st.epoch + 1}/{s.epochs}",
+                        disable=None, leave=False)
+        for chunk in range(st.chunk, len(ends)):
+            start, end = starts[chunk], ends[chunk]
+            self._train_chunk(batches[start:end], progress)
             st.chunk = chunk + 1
-            self._evaluate(writer, loss, fraction=(chunk + 1) / len(bounds))
-            if st.chunk == len(bounds):
+            if end in evals:
+                self._evaluate(writer, fraction=end / len(batches))
+            if end in prunes:
+                self._simplify(writer)
+            if schedule and schedule.zero_moments_after_chunk(st.epoch):
+                zero_moments(self.optimizer)
+            if st.chunk == len(ends):
                 st.epoch, st.chunk = st.epoch + 1, 0
                 self._log_epoch(writer, before)
             save_checkpoint(self.run_dir / CHECKPOINT, self._checkpoint())
         progress.close()
 
-    def _train_chunk(self, batches: tuple[Tensor, ...], progress: tqdm) -> float:
+    def _train_chunk(self, batches: tuple[Tensor, ...], progress: tqdm) -> None:
         model, opt, st = self.task.model, self.optimizer, self.state
         model.train()
         total = torch.zeros(())
@@ -186,10 +215,13 @@ class Trainer:
             st.step += 1
             total += loss.detach()
             progress.update(1)
-        return total.item() / max(1, len(batches))
+        self._loss_sum += total.item()
+        self._loss_batches += len(batches)
 
-    def _evaluate(self, writer: SummaryWriter, train_loss: float, fraction: float) -> None:
+    def _evaluate(self, writer: SummaryWriter, fraction: float) -> None:
         st = self.state
+        train_loss = self._loss_sum / max(1, self._loss_batches)
+        self._loss_sum, self._loss_batches = 0.0, 0
         dev = self.task.evaluate("dev")
         writer.add_scalar("train/loss", train_loss, st.step)
         writer.add_scalar("dev/accuracy", dev, st.step)
@@ -202,6 +234,17 @@ class Trainer:
         log.info("epoch %.3f step %d: train loss %.4f, dev %.2f%s", st.epoch + fraction, st.step, train_loss, dev,
                  f" (best; test {st.test_at_best_dev:.2f})" if improved else "")
 
+    def _simplify(self, writer: SummaryWriter) -> None:
+        dims = self.simplifier.step(self.optimizer, self.state.step)
+        self._log_size(writer)
+        log.info("step %d: simplified to hidden dims %s", self.state.step, dims)
+
+    def _log_size(self, writer: SummaryWriter) -> None:
+        model, step = self.task.model, self.state.step
+        writer.add_scalar("model/num_params", sum(p.numel() for p in model.parameters()), step)
+        for layer, width in enumerate(getattr(model, "hidden_dims", [])):
+            writer.add_scalar(f"model/hidden_dim_{layer}", width, step)
+
     def _log_epoch(self, writer: SummaryWriter, before: tuple[float, float, float]) -> None:
         st = self.state
         forward, backward, linear = before
@@ -211,7 +254,4 @@ class Trainer:
         ratio = st.backward.update_ratio()
         if ratio is not None:
             writer.add_scalar("meprop/update_ratio", ratio, st.epoch)
-        model = self.task.model
-        writer.add_scalar("model/num_params", sum(p.numel() for p in model.parameters()), st.epoch)
-        for layer, width in enumerate(getattr(model, "hidden_dims", [])):
-            writer.add_scalar(f"model/hidden_dim_{layer}", width, st.epoch)
+        self._log_size(writer)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 from torch import nn
@@ -12,6 +13,7 @@ from mesimp.engine.trainer import TrainTask
 from mesimp.errors import UserError
 from mesimp.nn import convert_to_meprop
 from mesimp.nn.mlp import init_like_authors
+from mesimp.simplify import UnitGroup
 
 
 @dataclass
@@ -19,6 +21,8 @@ class BuiltTask:
     task: TrainTask
     tracked_layers: set[str]  # the layers meProp applies to: their update ratio is reported
     generators: dict[str, torch.Generator] = field(default_factory=dict)
+    unit_groups: Callable[[], list[UnitGroup]] | None = None  # meSimp's view of the model; None: not supported
+    original_model: Callable[[], nn.Module] | None = None  # a fresh model at the configured widths (decode timing)
 
     @property
     def hidden_dims(self) -> list[int]:

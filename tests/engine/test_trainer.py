@@ -15,7 +15,7 @@ from mesimp.engine.trainer import CHECKPOINT, chunk_bounds, epoch_order
 from mesimp.runner import run
 from tests.helpers import compose_config
 
-TIMING_KEYS = {"backprop_time_s", "backward_time_s", "forward_time_s", "train_time_s", "finished_at"}
+TIMING_KEYS = {"backprop_time_s", "backward_time_s", "forward_time_s", "train_time_s", "decode_time_s", "finished_at"}
 
 
 def test_chunk_bounds_cover_every_batch_once():
@@ -36,7 +36,16 @@ def without_timings(metrics: dict) -> dict:
     return {key: value for key, value in metrics.items() if key not in TIMING_KEYS}
 
 
-@pytest.mark.parametrize("extra", [[], ["meprop.select=random", "model.dropout=0.2", "optim=adagrad"]])
+MESIMP = ["simplify=mesimp", "simplify.cycle_epochs=1", "simplify.prunes_per_epoch=2", "simplify.prune_rate=0.2",
+          "epochs=3"]
+
+
+@pytest.mark.parametrize("extra", [
+    [],
+    ["meprop.select=random", "model.dropout=0.2", "optim=adagrad"],
+    MESIMP,
+    [*MESIMP, "simplify.optimizer_reset=authors", "simplify.k_policy=ratio"],
+])
 def test_interrupted_run_resumes_to_identical_result(tmp_path, shared_data, monkeypatch, extra):
     cfg = compose_config("k=20", "data.train_limit=200", "epochs=2", "evals_per_epoch=3",
                          f"data.root={shared_data}", *extra)
@@ -56,7 +65,10 @@ def test_interrupted_run_resumes_to_identical_result(tmp_path, shared_data, monk
     with pytest.raises(KeyboardInterrupt):
         run(cfg, tmp_path / "cut")
     monkeypatch.undo()
-    assert load_checkpoint(tmp_path / "cut" / CHECKPOINT)["loop"]["step"] == 20  # 3 of 6 chunks: the first epoch
+    saved = load_checkpoint(tmp_path / "cut" / CHECKPOINT)
+    assert 0 < saved["loop"]["step"] < uninterrupted["steps"]
+    if "simplify=mesimp" in extra:  # the run is cut after a simplification step: resume must restore the shapes
+        assert max(saved["simplify"]["dims"]) < 500 and saved["model"]["hidden.0.weight"].shape[0] < 500
     resumed = run(cfg, tmp_path / "cut")
 
     assert without_timings(resumed) == without_timings(uninterrupted)

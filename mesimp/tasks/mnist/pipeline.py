@@ -9,7 +9,7 @@ from torch import Tensor
 from mesimp.config import TrainConfig
 from mesimp.data.mnist import MnistSplits, load_mnist
 from mesimp.data.paths import resolve_data_root
-from mesimp.nn.mlp import MLP
+from mesimp.nn.mlp import MLP, mlp_unit_groups
 from mesimp.tasks.common import BuiltTask, prepare_model
 
 EVAL_BATCH = 2000
@@ -43,4 +43,7 @@ class MnistTask:
 def build(cfg: TrainConfig) -> BuiltTask:
     splits = load_mnist(resolve_data_root(cfg.data.root), train_limit=cfg.data.train_limit, fetch=cfg.data.fetch)
     model = MLP(splits.train_x.shape[1], cfg.model.hidden, 10, dropout=cfg.model.dropout)
-    return prepare_model(cfg, MnistTask(splits, model), model)
+    built = prepare_model(cfg, MnistTask(splits, model), model)
+    built.unit_groups = lambda: mlp_unit_groups(model)
+    built.original_model = lambda: MLP(splits.train_x.shape[1], cfg.model.hidden, 10)
+    return built
