@@ -91,3 +91,44 @@ def test_tensorboard_has_the_reported_scalars(tmp_path, shared_data):
             "time/forward_s", "time/backward_s", "time/linear_backward_s"} <= tags
     assert events.Scalars("meprop/update_ratio")[0].value == pytest.approx(0.04)
     assert any((run_dir / "tb" / "hparams").glob("events.out.tfevents.*"))
+
+
+@pytest.mark.parametrize("overrides,fragment", [
+    (["k=20", "simplify=mesimp", "simplify.prune_rate=1.0"], "prune_rate must be in [0, 1)"),
+    (["k=20", "simplify=mesimp", "simplify.prune_rate=-0.1"], "prune_rate must be in [0, 1)"),
+    (["k=20", "simplify=mesimp", "simplify.cycle_epochs=0"], "cycle_epochs"),
+    (["simplify=mesimp"], "needs meProp's top-k"),
+])
+def test_bad_simplify_input_is_one_line(tmp_path, shared_data, overrides, fragment):
+    assert_one_line_error(train(*overrides, runs=tmp_path, data=shared_data), fragment)
+
+
+def test_mesimp_run_shrinks_exports_and_round_trips(tmp_path, shared_data):
+    import torch
+
+    from mesimp.data.mnist import load_mnist
+    from mesimp.export import load_exported
+
+    overrides = ["k=20", "simplify=mesimp", "simplify.cycle_epochs=1", "data.train_limit=1000", "epochs=2",
+                 "batch_size=50"]
+    assert train(*overrides, runs=tmp_path, data=shared_data).returncode == 0
+    run_dir = tmp_path / "mnist" / "batch_size=50,data.train_limit=1000,epochs=2,k=20,simplify.cycle_epochs=1,simplify=mesimp"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["method"] == "mesimp"
+    dims = metrics["hidden_dims"]
+    assert max(dims) < 500 and metrics["dims_history"][-1]["dims"] == dims
+    assert len(metrics["dims_history"]) == 8  # epoch 0 simplifies (8 steps), epoch 1 is a normal cycle
+    expected_params = 784 * dims[0] + dims[0] + dims[0] * dims[1] + dims[1] + dims[1] * 10 + 10
+    assert metrics["num_params"] == expected_params
+    assert metrics["compression"] == pytest.approx(metrics["original_num_params"] / expected_params)
+    assert set(metrics["decode_time_s"]) == {"final", "original_width"}
+
+    out = tmp_path / "compact.pt"
+    exported = subprocess.run([sys.executable, "-m", "mesimp.export", str(run_dir), str(out)], capture_output=True,
+                              text=True)
+    assert exported.returncode == 0, exported.stderr
+    model = load_exported(out)
+    test = load_mnist(shared_data, fetch=False)
+    with torch.no_grad():
+        accuracy = 100.0 * (model(test.test_x).argmax(1) == test.test_y).sum().item() / len(test.test_y)
+    assert accuracy == metrics["final_test"]
