@@ -52,11 +52,25 @@ class MePropConfig:
     output_layer: bool = False
 
 
+class TagSet(Enum):
+    xpos = "xpos"  # language-specific tags (Penn Treebank tags in EWT)
+    upos = "upos"  # the 17 universal tags
+
+
 @dataclass
 class DataConfig:
     root: Optional[str] = None  # else $MESIMP_DATA, else ./data
     train_limit: Optional[int] = None  # keep only the first N training examples (smoke runs)
-    fetch: bool = True  # download what is missing (never in tests)
+    fetch: bool = True  # download what is missing (MNIST; never in tests)
+    # treebank tasks: a named dataset under root, or your own files (paths, directories or globs) per split
+    name: Optional[str] = None
+    train: Optional[str] = None
+    dev: Optional[str] = None
+    test: Optional[str] = None
+    tagset: TagSet = TagSet.xpos
+    label_subtypes: bool = False  # keep "nmod:poss" (true) or use "nmod" (false)
+    lowercase: bool = True  # word features are lowercased (no pretrained vectors to share case information)
+    word_min_count: int = 2  # rarer training words become the unknown word, so its embedding gets trained
 
 
 @dataclass
@@ -64,6 +78,7 @@ class ModelConfig:
     hidden: List[int] = field(default_factory=lambda: [500, 500])
     dropout: float = 0.0
     init: Init = Init.torch
+    embedding_dim: int = 50  # treebank tasks: dimensions per feature embedding
 
 
 @dataclass
@@ -127,6 +142,8 @@ def validate(cfg: TrainConfig) -> None:
     for name, value in positive.items():
         if value < 1:
             raise UserError(f"{name} must be >= 1, got {value}")
+    if cfg.data.word_min_count < 1 or cfg.model.embedding_dim < 1:
+        raise UserError("data.word_min_count and model.embedding_dim must be >= 1")
     if cfg.data.train_limit is not None and cfg.data.train_limit < 1:
         raise UserError(f"data.train_limit must be >= 1 or null, got {cfg.data.train_limit}")
     if any(width < 1 for width in cfg.model.hidden):

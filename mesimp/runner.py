@@ -28,7 +28,7 @@ from mesimp.simplify import Simplifier, SimplifySchedule
 
 log = logging.getLogger(__name__)
 
-TASKS = {"mnist": "mesimp.tasks.mnist"}
+TASKS = {"mnist": "mesimp.tasks.mnist", "parse": "mesimp.tasks.parse"}
 METRICS = "metrics.json"
 
 
@@ -122,6 +122,11 @@ def run(cfg: TrainConfig, run_dir: Path) -> dict:
         "machine": f"{platform.machine()} {platform.processor() or platform.system()}",
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    details = state.test_details_at_best_dev  # task-specific scores of the test evaluation at the best dev
+    if "las" in details:
+        metrics["test_las"] = details["las"]
+    if "sents_per_s" in details:
+        metrics["decode_sents_per_s"] = details["sents_per_s"]
     write_json(metrics_path, metrics)
     write_hparams(run_dir, cfg, metrics)
     log.info("best dev %.2f at epoch %s; test at best dev %.2f; linear backward %.1fs; update ratio %s; "

@@ -20,8 +20,17 @@ from mesimp.runner import run
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 register_schema()
-# A run's directory is named by its overrides, so rerunning the same command finds (and resumes) it.
-OmegaConf.register_new_resolver("run_name", lambda overrides: overrides or "default", replace=True)
+
+
+def run_name(overrides: str) -> str:
+    """A run's directory is named by its overrides, so rerunning the same command finds (and resumes) it.
+
+    Path separators and glob stars in overrides such as data.train=/x/*.conllu must not make subdirectories.
+    """
+    return (overrides or "default").replace("/", "_").replace("*", "+")
+
+
+OmegaConf.register_new_resolver("run_name", run_name, replace=True)
 
 
 def fail(message: str) -> None:

@@ -65,6 +65,7 @@ class LoopState:
     test_at_best_dev: float | None = None
     best_dev_epoch: float | None = None  # fractional: 2.5 = half-way through the third epoch
     best_dev_step: int | None = None
+    test_details_at_best_dev: dict = field(default_factory=dict)  # a task's extra scores (parsing: LAS, speed)
     train_time_s: float = 0.0  # forward + backward + optimizer step, evaluation excluded
     forward_time_s: float = 0.0
     backward_time_s: float = 0.0  # the whole loss.backward()
@@ -230,6 +231,7 @@ class Trainer:
             st.best_dev, st.best_dev_step = dev, st.step
             st.best_dev_epoch = round(st.epoch + fraction, 4)
             st.test_at_best_dev = self.task.evaluate("test")
+            st.test_details_at_best_dev = dict(getattr(self.task, "last_details", {}))
             writer.add_scalar("test/accuracy_at_best_dev", st.test_at_best_dev, st.step)
         log.info("epoch %.3f step %d: train loss %.4f, dev %.2f%s", st.epoch + fraction, st.step, train_loss, dev,
                  f" (best; test {st.test_at_best_dev:.2f})" if improved else "")

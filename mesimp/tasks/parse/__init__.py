@@ -1,0 +1,5 @@
+"""Transition-based dependency parsing (Chen & Manning 2014 features, arc-standard) with meProp and meSimp."""
+
+from mesimp.tasks.parse.pipeline import build
+
+__all__ = ["build"]
