@@ -1,0 +1,72 @@
+"""Parsing pipeline: vocabularies, encoding, scoring, and a short real run through the CLI."""
+
+import json
+
+import pytest
+import torch
+
+from mesimp.data.treebank import Sentence
+from mesimp.tasks.parse.pipeline import NULL, ROOT, UNK, ParseTask, Vocab, build_vocabs, encode
+from tests.helpers import compose_config
+from tests.test_train_cli import train
+
+
+def sentence(words, xpos, heads, labels, upos=None):
+    return Sentence(words=words, upos=upos, xpos=xpos, heads=heads, labels=labels, source="test:1")
+
+
+TRAIN = [
+    sentence(["The", "dog", "barks", "."], ["DT", "NN", "VBZ", "."], [2, 3, 0, 3], ["det", "nsubj", "root", "punct"]),
+    sentence(["the", "cat", "sleeps"], ["DT", "NN", "VBZ"], [2, 3, 0], ["det", "nsubj:pass", "root"]),
+]
+
+
+def test_vocab_specials_and_unknowns():
+    vocab = Vocab(["b", "a"])
+    assert vocab.itos[:3] == [NULL, UNK, ROOT] and vocab["zzz"] == vocab[UNK] and vocab["a"] == 4
+
+
+@pytest.mark.parametrize("subtypes", [False, True])
+def test_vocabs_from_training_data(subtypes):
+    cfg = compose_config("task=parse", f"data.label_subtypes={str(subtypes).lower()}")
+    vocabs = build_vocabs(TRAIN, cfg)
+    assert "the" in vocabs.words.stoi and "The" not in vocabs.words.stoi  # lowercased, count 2 >= min count 2
+    assert "dog" not in vocabs.words.stoi  # seen once: the unknown word
+    assert vocabs.labels.itos[-1] == NULL
+    expected = {"det", "nsubj", "root", "punct"} | ({"nsubj:pass"} if subtypes else set())
+    assert set(vocabs.labels.itos[:-1]) == expected and vocabs.num_labels == len(expected)
+
+
+def test_encode_puts_root_first_and_skips_punctuation_in_scoring():
+    vocabs = build_vocabs(TRAIN, compose_config("task=parse"))
+    data = encode(TRAIN, vocabs)
+    assert data.words.shape == (2, 5) and data.lengths.tolist() == [4, 3]
+    assert data.words[0, 0] == vocabs.words[ROOT] and data.words[1, 4] == vocabs.words[NULL]
+    assert data.heads[0].tolist() == [0, 2, 3, 0, 3]
+    assert data.scored.tolist() == [[False, True, True, True, False], [False, True, True, True, False]]
+
+
+def test_uas_and_las_count_scored_tokens_only():
+    vocabs = build_vocabs(TRAIN, compose_config("task=parse"))
+    data = encode(TRAIN, vocabs)
+    task = ParseTask(model=None, features=None, transitions=torch.zeros(0), splits={"dev": data}, vocabs=vocabs,
+                     labeled=True)
+    heads, labels = data.heads.clone(), data.labels.clone()
+    heads[0, 4] = 1  # punctuation: not scored
+    labels[1, 2] = labels[1, 1]  # a wrong label
+    heads[1, 3] = 1  # a wrong head
+    task.parse = lambda _: (heads, labels)
+    assert task.evaluate("dev") == pytest.approx(100 * 5 / 6)
+    assert task.last_details["las"] == pytest.approx(100 * 4 / 6)
+
+
+def test_short_real_parse_run(tmp_path, shared_data):
+    overrides = ["task=parse", "data.train_limit=1000", "epochs=2", "batch_size=500", "evals_per_epoch=1"]
+    result = train(*overrides, runs=tmp_path, data=shared_data)
+    assert result.returncode == 0, result.stderr
+    run_dir = tmp_path / "parse" / "batch_size=500,data.train_limit=1000,epochs=2,evals_per_epoch=1"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["task"] == "parse" and metrics["method"] == "full" and metrics["epochs_run"] == 2
+    assert 40.0 < metrics["best_dev"] <= 100.0  # 166 updates on 1,000 sentences already parse (about 60 UAS)
+    assert 0.0 < metrics["test_las"] <= metrics["test_at_best_dev"]
+    assert metrics["decode_sents_per_s"] > 0 and metrics["hidden_dims"] == [500, 500]
