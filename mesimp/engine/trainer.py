@@ -226,6 +226,9 @@ class Trainer:
         dev = self.task.evaluate("dev")
         writer.add_scalar("train/loss", train_loss, st.step)
         writer.add_scalar("dev/accuracy", dev, st.step)
+        for key, value in getattr(self.task, "last_details", {}).items():
+            if value is not None:
+                writer.add_scalar(f"dev/{key}", value, st.step)
         improved = st.best_dev is None or dev > st.best_dev
         if improved:
             st.best_dev, st.best_dev_step = dev, st.step
