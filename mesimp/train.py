@@ -6,6 +6,7 @@ one ``error: ...`` line on stderr and exit status 2.
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from mesimp.errors import UserError
 from mesimp.runner import run
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+MAX_RUN_NAME = 200  # file systems allow 255 bytes per path component
 
 register_schema()
 
@@ -25,9 +27,13 @@ register_schema()
 def run_name(overrides: str) -> str:
     """A run's directory is named by its overrides, so rerunning the same command finds (and resumes) it.
 
-    Path separators and glob stars in overrides such as data.train=/x/*.conllu must not make subdirectories.
+    Path separators and glob stars in overrides such as data.train=/x/*.conllu must not make subdirectories, and
+    a name too long for the file system keeps a readable start plus a digest of the whole.
     """
-    return (overrides or "default").replace("/", "_").replace("*", "+")
+    name = (overrides or "default").replace("/", "_").replace("*", "+")
+    if len(name) > MAX_RUN_NAME:
+        name = f"{name[:MAX_RUN_NAME - 17]}...{hashlib.sha1(name.encode()).hexdigest()[:14]}"
+    return name
 
 
 OmegaConf.register_new_resolver("run_name", run_name, replace=True)

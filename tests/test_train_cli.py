@@ -132,3 +132,12 @@ def test_mesimp_run_shrinks_exports_and_round_trips(tmp_path, shared_data):
     with torch.no_grad():
         accuracy = 100.0 * (model(test.test_x).argmax(1) == test.test_y).sum().item() / len(test.test_y)
     assert accuracy == metrics["final_test"]
+
+
+def test_run_names_stay_flat_and_short():
+    from mesimp.train import MAX_RUN_NAME, run_name
+
+    assert run_name("") == "default" and run_name("k=20") == "k=20"
+    assert run_name("data.train=/a/b/*.conllu") == "data.train=_a_b_+.conllu"
+    long = run_name("data.train=" + "/x" * 300)
+    assert len(long) <= MAX_RUN_NAME and "/" not in long and long != run_name("data.train=" + "/y" * 300)

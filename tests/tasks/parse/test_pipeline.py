@@ -70,3 +70,40 @@ def test_short_real_parse_run(tmp_path, shared_data):
     assert 40.0 < metrics["best_dev"] <= 100.0  # 166 updates on 1,000 sentences already parse (about 60 UAS)
     assert 0.0 < metrics["test_las"] <= metrics["test_at_best_dev"]
     assert metrics["decode_sents_per_s"] > 0 and metrics["hidden_dims"] == [500, 500]
+
+
+CONLLU = """# sent_id = 1
+1\tThe\tthe\tDET\tDT\t_\t2\tdet\t_\t_
+2\tdog\tdog\tNOUN\tNN\t_\t3\tnsubj\t_\t_
+3\tbarks\tbark\tVERB\tVBZ\t_\t0\troot\t_\t_
+4\t.\t.\tPUNCT\t.\t_\t3\tpunct\t_\t_
+
+1\tA\ta\tDET\tDT\t_\t2\tdet\t_\t_
+2\tcat\tcat\tNOUN\tNN\t_\t3\tnsubj\t_\t_
+3\tsleeps\tsleep\tVERB\tVBZ\t_\t0\troot\t_\t_
+
+"""
+
+
+def test_own_treebank_files_by_path_and_glob(tmp_path):
+    for split in ("train-a", "train-b", "dev", "test"):
+        (tmp_path / f"{split}.conllu").write_text(CONLLU)
+    overrides = ["task=parse", "data.name=null", f"data.train={tmp_path}/train-*.conllu",
+                 f"data.dev={tmp_path}/dev.conllu", f"data.test={tmp_path}/test.conllu", "epochs=1",
+                 "batch_size=4", "model.hidden=[8]"]
+    result = train(*overrides, runs=tmp_path / "runs")
+    assert result.returncode == 0, result.stderr
+    (metrics_file,) = (tmp_path / "runs" / "parse").glob("*/metrics.json")  # one flat directory despite the paths
+    metrics = json.loads(metrics_file.read_text())
+    assert metrics["train_examples"] == 2 * (2 * 4 + 2 * 3)  # 2 files x (2n transitions per sentence)
+    assert 0.0 <= metrics["test_at_best_dev"] <= 100.0 and metrics["test_las"] is not None
+
+
+def test_malformed_treebank_stops_with_file_and_line(tmp_path):
+    bad = CONLLU.replace("2\tcat\tcat\tNOUN\tNN\t_\t3", "2\tcat\tcat\tNOUN\tNN\t_\tX")
+    for split in ("train", "dev", "test"):
+        (tmp_path / f"{split}.conllu").write_text(bad if split == "dev" else CONLLU)
+    paths = [f"data.{split}={tmp_path}/{split}.conllu" for split in ("train", "dev", "test")]
+    result = train("task=parse", "data.name=null", *paths, runs=tmp_path / "runs")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{tmp_path}/dev.conllu:8:" in result.stderr.strip().splitlines()[-1]
