@@ -34,7 +34,11 @@ CHECKPOINT = "checkpoint.pt"
 
 
 class TrainTask(Protocol):
-    """What the loop needs from a task: a model, batches of the training set, a loss, and a scorer."""
+    """What the loop needs from a task: a model, batches of the training set, a loss, and a scorer.
+
+    A task may also keep a ``last_details`` dict of extra scores from its latest ``evaluate`` (parsing: LAS and
+    speed): the loop logs them and keeps the test evaluation's at the best dev.
+    """
 
     model: nn.Module
     train_size: int
