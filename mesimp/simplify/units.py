@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -43,10 +43,6 @@ class UnitGroup:
     source: nn.Linear
     slices: list[ParamSlice]
     blocks: int = 1
-    original_width: int = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.original_width = self.width
 
     @property
     def width(self) -> int:
