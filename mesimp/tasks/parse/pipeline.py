@@ -46,14 +46,36 @@ class Vocab:
         return self.stoi.get(symbol, self.stoi.get(UNK, 0))
 
 
-@dataclass
-class Vocabs:
-    words: Vocab
-    tags: Vocab
-    labels: Vocab  # real labels 0..L-1, then NULL (the label feature of a missing position)
+@dataclass(frozen=True)
+class Fields:
+    """Which strings of a sentence the parser reads: word forms, POS tags and arc labels, as configured."""
+
     lowercase: bool
     tagset: TagSet
     label_subtypes: bool
+
+    def word(self, form: str) -> str:
+        return form.lower() if self.lowercase else form
+
+    def tags(self, sentence: Sentence) -> list[str]:
+        if self.tagset == TagSet.upos:
+            if sentence.upos is None:
+                raise UserError(f"{sentence.source}: data.tagset=upos but this treebank has no universal tags")
+            return sentence.upos
+        return sentence.xpos
+
+    def labels(self, sentence: Sentence) -> list[str]:
+        if sentence.labels is None:
+            return [UNLABELED] * len(sentence.words)
+        return sentence.labels if self.label_subtypes else [strip_subtype(label) for label in sentence.labels]
+
+
+@dataclass
+class Vocabs:
+    fields: Fields
+    words: Vocab
+    tags: Vocab
+    labels: Vocab  # real labels 0..L-1, then NULL (the label feature of a missing position)
 
     @property
     def num_labels(self) -> int:
@@ -62,30 +84,14 @@ class Vocabs:
     def nulls(self) -> dict[str, int]:
         return {"null_word": self.words[NULL], "null_tag": self.tags[NULL], "null_label": self.labels[NULL]}
 
-    def word(self, form: str) -> str:
-        return form.lower() if self.lowercase else form
-
-    def tag_list(self, sentence: Sentence) -> list[str]:
-        if self.tagset == TagSet.upos:
-            if sentence.upos is None:
-                raise UserError(f"{sentence.source}: data.tagset=upos but this treebank has no universal tags")
-            return sentence.upos
-        return sentence.xpos
-
-    def label_list(self, sentence: Sentence) -> list[str]:
-        if sentence.labels is None:
-            return [UNLABELED] * len(sentence.words)
-        return sentence.labels if self.label_subtypes else [strip_subtype(label) for label in sentence.labels]
-
 
 def build_vocabs(train: list[Sentence], cfg: TrainConfig) -> Vocabs:
-    partial = Vocabs(Vocab([]), Vocab([]), Vocab([]), cfg.data.lowercase, cfg.data.tagset, cfg.data.label_subtypes)
-    counts = Counter(partial.word(w) for s in train for w in s.words)
+    fields = Fields(cfg.data.lowercase, cfg.data.tagset, cfg.data.label_subtypes)
+    counts = Counter(fields.word(w) for s in train for w in s.words)
     words = sorted(w for w, n in counts.items() if n >= cfg.data.word_min_count)
-    tags = sorted({t for s in train for t in partial.tag_list(s)})
-    labels = sorted({label for s in train for label in partial.label_list(s)})
-    return Vocabs(Vocab(words), Vocab(tags), Vocab([*labels, NULL], specials=()), cfg.data.lowercase,
-                  cfg.data.tagset, cfg.data.label_subtypes)
+    tags = sorted({t for s in train for t in fields.tags(s)})
+    labels = sorted({label for s in train for label in fields.labels(s)})
+    return Vocabs(fields, Vocab(words), Vocab(tags), Vocab([*labels, NULL], specials=()))
 
 
 @dataclass
@@ -113,10 +119,10 @@ def encode(sentences: list[Sentence], vocabs: Vocabs) -> Encoded:
     words[:, 0], tags[:, 0] = vocabs.words[ROOT], vocabs.tags[ROOT]
     for i, s in enumerate(sentences):
         n = len(s.words)
-        words[i, 1 : n + 1] = torch.tensor([vocabs.words[vocabs.word(w)] for w in s.words])
-        tags[i, 1 : n + 1] = torch.tensor([vocabs.tags[t] for t in vocabs.tag_list(s)])
+        words[i, 1 : n + 1] = torch.tensor([vocabs.words[vocabs.fields.word(w)] for w in s.words])
+        tags[i, 1 : n + 1] = torch.tensor([vocabs.tags[t] for t in vocabs.fields.tags(s)])
         heads[i, 1 : n + 1] = torch.tensor(s.heads)
-        labels[i, 1 : n + 1] = torch.tensor([vocabs.labels[label] for label in vocabs.label_list(s)])
+        labels[i, 1 : n + 1] = torch.tensor([vocabs.labels[label] for label in vocabs.fields.labels(s)])
         scored[i, 1 : n + 1] = ~torch.tensor(punct_mask(s))
     lengths = torch.tensor([len(s.words) for s in sentences], dtype=torch.long)
     return Encoded(words, tags, lengths, heads, labels, scored)
