@@ -1,33 +1,17 @@
 """The real command line: bad input gives one error line and exit 2; a short real run writes metrics.json."""
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from mesimp.data.idx import write_idx
 from mesimp.data.mnist import NAMES, locate_mnist, read_idx
+from tests.helpers import assert_one_line_error, train
 
 REQUIRED_METRICS = {"task", "method", "k", "seed", "best_dev", "test_at_best_dev", "epochs_run", "backprop_time_s",
                     "train_time_s", "update_ratio", "hidden_dims", "num_params"}
-
-
-def train(*overrides: str, runs: Path, data: Path | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "MESIMP_RUNS": str(runs)}
-    if data is not None:
-        env["MESIMP_DATA"] = str(data)
-    return subprocess.run([sys.executable, "-m", "mesimp.train", *overrides], env=env, capture_output=True,
-                          text=True, timeout=300)
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess, fragment: str) -> None:
-    assert result.returncode == 2, result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert lines[-1].startswith("error: ") and fragment in lines[-1], result.stderr
-    assert "Traceback" not in result.stderr and len([ln for ln in lines if ln.startswith("error:")]) == 1
 
 
 @pytest.mark.parametrize("overrides,fragment", [
