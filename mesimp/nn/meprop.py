@@ -15,7 +15,6 @@ alone, so the matrix work falls to k/out of the dense backward:
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Literal
@@ -25,9 +24,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
+from mesimp.nn.sparse_grad import BiasGrad, bias_grad, clock, example_weight_grad, kept_entries_t, row_sparse_grad
+
 Scope = Literal["example", "batch"]
 Select = Literal["topk", "random"]
-BiasGrad = Literal["dense", "kept"]
 
 SCOPES = ("example", "batch")
 SELECTS = ("topk", "random")
@@ -58,6 +58,30 @@ class BackwardReport:
             return torch.full((self.width,), self.rows, dtype=torch.int64)
         counts = torch.bincount(self.indices.reshape(-1).cpu(), minlength=self.width)
         return counts * self.rows if self.indices.dim() == 1 else counts
+
+
+class ReportsBackward:
+    """Report hooks for a meProp module: each gets a :class:`BackwardReport` after every backward."""
+
+    _report_hooks: OrderedDict[int, Callable[[BackwardReport], None]]
+
+    def register_report_hook(self, hook: Callable[[BackwardReport], None]) -> RemovableHandle:
+        handle = RemovableHandle(self._report_hooks)
+        self._report_hooks[handle.id] = hook
+        return handle
+
+    def _report(self, report: BackwardReport) -> None:
+        for hook in self._report_hooks.values():
+            hook(report)
+
+
+def check_options(scope: str, select: str, bias_grad: str) -> None:
+    if scope not in SCOPES:
+        raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
+    if select not in SELECTS:
+        raise ValueError(f"select must be one of {SELECTS}, got {select!r}")
+    if bias_grad not in BIAS_GRADS:
+        raise ValueError(f"bias_grad must be one of {BIAS_GRADS}, got {bias_grad!r}")
 
 
 def effective_k(k: int | None, width: int) -> int | None:
@@ -99,7 +123,7 @@ class _MePropLinearFunction(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         layer: MePropLinear = ctx.layer
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        start = _clock(dy) if layer._report_hooks else 0.0
+        start = clock(dy) if layer._report_hooks else 0.0
         k = effective_k(layer.k, weight.shape[0])
         if k is None:
             indices = None
@@ -110,67 +134,22 @@ class _MePropLinearFunction(torch.autograd.Function):
             indices = select_units(dy, k, "batch", layer.select, layer.generator)
             kept = dy.index_select(1, indices)  # (rows, k): dense and small
             dx = kept @ weight.index_select(0, indices) if need_x else None
-            dw = _row_sparse_grad(ctx.weight_param, indices, kept.t() @ x) if need_w else None
-            db = _bias_grad(dy, kept, indices, layer.bias_grad) if need_b else None
+            dw = row_sparse_grad(ctx.weight_param, indices, kept.t() @ x) if need_w else None
+            db = bias_grad(dy, kept, indices, layer.bias_grad) if need_b else None
         else:
             indices = select_units(dy, k, "example", layer.select, layer.generator)
             values = dy.gather(1, indices)
-            flat_values = values.reshape(-1)
             examples = torch.arange(dy.shape[0], device=dy.device).repeat_interleave(k)
-            # dy with k entries per row as a sparse matrix: both products cost k/out of the dense ones.
-            # (Built transposed, (out, rows): PyTorch's CPU products are faster this way round for both.)
-            sparse_dy_t = torch.sparse_coo_tensor(torch.stack((indices.reshape(-1), examples)), flat_values,
-                                                  (dy.shape[1], dy.shape[0]), check_invariants=False)
-            dx = torch.sparse.mm(sparse_dy_t.t(), weight) if need_x else None
-            dw = _example_weight_grad(ctx.weight_param, x, sparse_dy_t, indices, examples) if need_w else None
-            db = _bias_grad(dy, values, indices, layer.bias_grad) if need_b else None
+            kept_t = kept_entries_t(indices.reshape(-1), examples, values.reshape(-1), *dy.shape)
+            dx = torch.sparse.mm(kept_t.t(), weight) if need_x else None
+            dw = example_weight_grad(ctx.weight_param, x, kept_t) if need_w else None
+            db = bias_grad(dy, values, indices, layer.bias_grad) if need_b else None
         if layer._report_hooks:
-            layer._report(BackwardReport(indices, dy.shape[0], dy.shape[1], _clock(dy) - start))
+            layer._report(BackwardReport(indices, dy.shape[0], dy.shape[1], clock(dy) - start))
         return dx, dw, db, None
 
 
-def _example_weight_grad(weight: Tensor, x: Tensor, sparse_dy_t: Tensor, indices: Tensor, examples: Tensor) -> Tensor:
-    """dL/dW from the per-example kept entries; ``sparse_dy_t`` holds them, (out, rows), in ``indices`` order."""
-    width, rows = sparse_dy_t.shape
-    if rows * indices.shape[1] >= width:
-        # Together the examples keep (nearly) every unit: the gradient is dense-shaped, one product.
-        return torch.sparse.mm(sparse_dy_t, x)
-    # Few examples: only the union of their kept units gets a gradient row; compute just those rows.
-    units, slot = torch.unique(indices.reshape(-1), return_inverse=True)
-    kept_dy_t = torch.sparse_coo_tensor(torch.stack((slot, examples)), sparse_dy_t._values(), (units.shape[0], rows),
-                                        check_invariants=False)
-    return _row_sparse_grad(weight, units, torch.sparse.mm(kept_dy_t, x))
-
-
-def _clock(like: Tensor) -> float:
-    """Wall time, after the device's queued work has finished, so that GPU timings are real."""
-    if like.is_cuda:
-        torch.cuda.synchronize(like.device)
-    return time.perf_counter()
-
-
-def _row_sparse_grad(weight: Tensor, rows: Tensor, values: Tensor) -> Tensor:
-    """The weight gradient when only ``rows`` are non-zero, without a full-width zero fill when possible.
-
-    When the parameter already holds a dense ``.grad`` (optimizer.zero_grad(set_to_none=False)), autograd
-    adds a sparse gradient into it in place, touching only k rows. Otherwise it would store the sparse
-    tensor as ``.grad``, which most optimizers reject, so a dense gradient is built instead.
-    """
-    if weight.grad is not None and weight.grad.layout == torch.strided:
-        return torch.sparse_coo_tensor(rows.unsqueeze(0), values, weight.shape, check_invariants=False)
-    return values.new_zeros(weight.shape).index_copy_(0, rows, values)
-
-
-def _bias_grad(dy: Tensor, kept: Tensor, indices: Tensor, mode: BiasGrad) -> Tensor:
-    if mode == "dense":
-        return dy.sum(0)
-    grad = dy.new_zeros(dy.shape[1])
-    if indices.dim() == 1:
-        return grad.index_copy_(0, indices, kept.sum(0))
-    return grad.index_add_(0, indices.reshape(-1), kept.reshape(-1))
-
-
-class MePropLinear(nn.Linear):
+class MePropLinear(ReportsBackward, nn.Linear):
     """``nn.Linear`` with meProp's sparsified backward (same parameters, init and state_dict keys).
 
     ``k``: entries of dL/dy kept per example (per minibatch for ``scope="batch"``); None, 0 or
@@ -197,19 +176,14 @@ class MePropLinear(nn.Linear):
         dtype=None,
     ) -> None:
         super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
-        if scope not in SCOPES:
-            raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
-        if select not in SELECTS:
-            raise ValueError(f"select must be one of {SELECTS}, got {select!r}")
-        if bias_grad not in BIAS_GRADS:
-            raise ValueError(f"bias_grad must be one of {BIAS_GRADS}, got {bias_grad!r}")
+        check_options(scope, select, bias_grad)
         effective_k(k, out_features)  # validates the sign
         self.k = k
         self.scope: Scope = scope
         self.select: Select = select
         self.bias_grad: BiasGrad = bias_grad
         self.generator = generator
-        self._report_hooks: OrderedDict[int, Callable[[BackwardReport], None]] = OrderedDict()
+        self._report_hooks = OrderedDict()
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, k: int | None, **kwargs) -> "MePropLinear":
@@ -219,15 +193,6 @@ class MePropLinear(nn.Linear):
         layer.weight = linear.weight
         layer.bias = linear.bias
         return layer
-
-    def register_report_hook(self, hook: Callable[[BackwardReport], None]) -> RemovableHandle:
-        handle = RemovableHandle(self._report_hooks)
-        self._report_hooks[handle.id] = hook
-        return handle
-
-    def _report(self, report: BackwardReport) -> None:
-        for hook in self._report_hooks.values():
-            hook(report)
 
     def forward(self, x: Tensor) -> Tensor:
         if not torch.is_grad_enabled() or (
