@@ -1,11 +1,13 @@
-"""Dependency treebanks: CoNLL-U / CoNLL-X and ``.dp`` readers, projectivity, punctuation, named datasets.
+"""Treebanks: CoNLL-U / CoNLL-X and ``.dp`` dependency readers, a Penn Treebank ``.mrg`` reader (words and tags
+only), projectivity, punctuation, named datasets.
 
-Heads are 1-based with 0 for the root, as in the files. Every malformed input raises ``DataError`` with a
-one-line message that starts with ``FILE:LINE:``.
+Heads are 1-based with 0 for the root, as in the files; sentences read from ``.mrg`` have none. Every malformed
+input raises ``DataError`` with a one-line message that starts with ``FILE:LINE:``.
 """
 
 from __future__ import annotations
 
+import bisect
 import glob
 import re
 from collections.abc import Callable, Iterator
@@ -28,6 +30,7 @@ PUNCT_TAGS = frozenset({"``", "''", ",", ".", ":"})
 
 CONLL_SUFFIXES = frozenset({".conllu", ".conll", ".conllx"})
 DP_SUFFIXES = frozenset({".dp"})
+MRG_SUFFIXES = frozenset({".mrg"})
 
 _INT = re.compile(r"-?[0-9]+")
 _SKIPPED_ID = re.compile(r"[0-9]+(-|\.)[0-9]+")  # multiword tokens n-m and empty nodes n.m
@@ -35,6 +38,9 @@ _SKIPPED_ID = re.compile(r"[0-9]+(-|\.)[0-9]+")  # multiword tokens n-m and empt
 # ptb_wsj_sample is split by file number, the split the data README gives.
 _WSJ_RANGES = {"train": (1, 159), "dev": (160, 179), "test": (180, 199)}
 DATASETS = ("ud_english_ewt", "ptb_wsj_sample")
+# What a named dataset is read for: "dependency" needs heads (ptb_wsj_sample: dep/*.dp), "tags" only words and
+# POS tags (ptb_wsj_sample: the gold constituency trees mrg/*.mrg).
+KINDS = ("dependency", "tags")
 
 
 @dataclass
@@ -42,28 +48,31 @@ class Sentence:
     words: list[str]
     upos: list[str] | None
     xpos: list[str]
-    heads: list[int]  # 1-based, 0 = root
+    heads: list[int] | None  # 1-based, 0 = root; None for constituency trees (.mrg)
     labels: list[str] | None  # None for unlabeled data (.dp)
-    source: str  # "file:line" of the first token, for messages
+    source: str  # "file:line" where the sentence starts, for messages
 
     def __len__(self) -> int:
         return len(self.words)
 
 
-def _blocks(path: Path) -> Iterator[list[tuple[int, str]]]:
-    """Yield each blank-line-separated block as (line number, line) pairs; the last needs no blank line."""
+def _read_text(path: Path) -> str:
     try:
         data = path.read_bytes()
     except OSError as e:
         raise DataError(f"{path}: cannot read: {e.strerror or e}") from None
     try:
-        text = data.decode("utf-8-sig")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         lineno = data[: e.start].count(b"\n") + 1
         raise DataError(f"{path}:{lineno}: not valid UTF-8") from None
+
+
+def _blocks(path: Path) -> Iterator[list[tuple[int, str]]]:
+    """Yield each blank-line-separated block as (line number, line) pairs; the last needs no blank line."""
     block: list[tuple[int, str]] = []
     # split("\n"), not splitlines(): forms may contain U+2028, U+0085 and the like
-    for lineno, line in enumerate(text.split("\n"), start=1):
+    for lineno, line in enumerate(_read_text(path).split("\n"), start=1):
         line = line.rstrip("\r")
         if line.strip(" "):
             block.append((lineno, line))
@@ -159,39 +168,128 @@ def read_dp(path: str | Path) -> list[Sentence]:
     return sentences
 
 
+# One lexeme of a bracketed tree. A whole preterminal ``(TAG word)`` is one match, so the Python loop runs about
+# twice per constituent rather than once per character. re.ASCII: only ASCII whitespace separates tokens, as
+# in _blocks, so a word may contain U+00A0 and the like.
+_MRG_LEXEME = re.compile(
+    r"(?P<leaf>\(\s*(?P<tag>[^\s()]+)\s+(?P<word>[^\s()]+)\s*\))"
+    r"|(?P<node>\(\s*[^\s()]+)"  # "(S", "(NP-SBJ": the label is not needed
+    r"|(?P<wrapper>\()"  # the unlabelled outer bracket of "( (S ...) )"
+    r"|(?P<close>\))"
+    r"|(?P<stray>[^\s()]+)",  # a word that is not in a (TAG word) pair
+    re.ASCII,
+)
+
+
+def _mrg_trees(text: str, where: Callable[[int], str]) -> Iterator[tuple[int, list[str], list[str]]]:
+    """Yield (offset of the tree's first bracket, words, tags) for each tree with a word left after dropping
+    ``-NONE-`` leaves; ``where(offset)`` gives the ``FILE:LINE`` for messages."""
+    depth = 0
+    start = 0
+    previous = None
+    words: list[str] = []
+    tags: list[str] = []
+    for m in _MRG_LEXEME.finditer(text):
+        kind = m.lastgroup
+        if depth == 0:
+            start = m.start()
+        if kind == "leaf":
+            tag, word = m.group("tag", "word")
+            if tag != "-NONE-":  # traces and other empty elements are not words of the sentence
+                words.append(word)
+                tags.append(tag)
+        elif kind == "close":
+            if depth == 0:
+                raise DataError(f"{where(m.start())}: unbalanced parentheses: this ')' closes no bracket")
+            if previous == "node":
+                raise DataError(f"{where(m.start())}: a preterminal with no word")
+            if previous == "wrapper":
+                raise DataError(f"{where(m.start())}: empty brackets ()")
+            depth -= 1
+        elif kind == "stray":
+            place = "outside a tree" if depth == 0 else "not in a (TAG word) pair"
+            raise DataError(f"{where(m.start())}: {m.group()[:40]!r} {place}")
+        else:
+            depth += 1
+        if depth == 0:
+            if words:
+                yield start, words, tags
+            words, tags = [], []
+        previous = kind
+    if depth:
+        raise DataError(f"{where(start)}: unbalanced parentheses: the tree that starts here is never closed")
+
+
+def read_mrg(path: str | Path) -> list[Sentence]:
+    """Read Penn Treebank bracketed trees (``.mrg``): each preterminal ``(TAG word)`` is a token.
+
+    Only words and POS tags (``xpos``) are kept: no heads, labels or UPOS. ``-NONE-`` leaves (traces) are
+    dropped, and a tree left with no word is skipped. ``source`` is the line of the tree's first bracket.
+    """
+    path = Path(path)
+    text = _read_text(path)
+    newlines = [m.start() for m in re.finditer("\n", text)]
+
+    def where(offset: int) -> str:
+        return f"{path}:{bisect.bisect_left(newlines, offset) + 1}"
+
+    return [Sentence(words, None, tags, None, None, where(start)) for start, words, tags in _mrg_trees(text, where)]
+
+
+_READERS: dict[str, Callable[[Path], list[Sentence]]] = {
+    **dict.fromkeys(CONLL_SUFFIXES, read_conll),
+    **dict.fromkeys(DP_SUFFIXES, read_dp),
+    **dict.fromkeys(MRG_SUFFIXES, read_mrg),
+}
+
+
 def _reader(path: Path) -> Callable[[Path], list[Sentence]]:
     suffix = path.suffix.lower()
-    if suffix in CONLL_SUFFIXES:
-        return read_conll
-    if suffix in DP_SUFFIXES:
-        return read_dp
-    known = ", ".join(sorted(CONLL_SUFFIXES | DP_SUFFIXES))
-    raise DataError(f"{path}: unknown treebank format {suffix!r} (known: {known})")
+    if suffix not in _READERS:
+        raise DataError(f"{path}: unknown treebank format {suffix!r} (known: {', '.join(sorted(_READERS))})")
+    return _READERS[suffix]
 
 
-def treebank_files(path_or_glob: str | Path) -> list[Path]:
-    """The files ``read_treebank`` would read: a file, a directory's treebank files, or a glob's matches, sorted."""
-    text = str(path_or_glob)
+def _directory_files(path: Path) -> list[Path]:
+    # a data directory also holds READMEs and licences: take only what we can read. Recursive, so that the LDC
+    # layout wsj/00 .. wsj/24 is one directory.
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in _READERS)
+    if not files:
+        raise DataError(f"{path}: no treebank files ({', '.join(sorted(_READERS))}) in this directory or below")
+    return files
+
+
+def _part_files(text: str) -> list[Path]:
+    """The files of one entry of the list: a file, a directory, or a glob (whose matches may be directories)."""
     path = Path(text).expanduser()
-    if path.is_dir():
-        # a data directory also holds READMEs and licences: take only what we can read
-        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in CONLL_SUFFIXES | DP_SUFFIXES)
-        if not files:
-            raise DataError(f"{path}: no treebank files (.conllu, .conll, .conllx, .dp) in this directory")
-        return files
     if glob.has_magic(text):
-        files = sorted(Path(p) for p in glob.glob(str(path)) if Path(p).is_file())
-        if not files:
+        matches = sorted(Path(p) for p in glob.glob(str(path), recursive=True))
+        if not matches:
             raise DataError(f"{text}: no file matches this pattern")
-        return files
-    if not path.is_file():
-        raise DataError(f"{path}: no such treebank file")
-    return [path]
+    elif path.exists():
+        matches = [path]
+    else:
+        raise DataError(f"{path}: no such treebank file or directory")
+    # a file named explicitly (or by a glob) is taken whatever its suffix, so that a wrong one is reported
+    return [f for p in matches for f in (_directory_files(p) if p.is_dir() else [p])]
 
 
-def read_treebank(path_or_glob: str | Path) -> list[Sentence]:
-    """Read a treebank file, every treebank file in a directory, or every match of a glob, in sorted order."""
-    files = treebank_files(path_or_glob)
+def treebank_files(paths: str | Path) -> list[Path]:
+    """The files ``read_treebank`` would read, in that order.
+
+    ``paths`` is a comma-separated list, read in the given order, of files, directories (their treebank files,
+    searched recursively, sorted by path) and globs (their matches, sorted; a matching directory counts as a
+    directory). E.g. ``/ptb/wsj/0[0-9],/ptb/wsj/1[0-8]``: WSJ sections 00-18.
+    """
+    parts = [part.strip() for part in str(paths).split(",")]
+    if not all(parts):
+        raise DataError(f"{paths}: empty entry in this comma-separated list of treebank paths")
+    return [f for part in parts for f in _part_files(part)]
+
+
+def read_treebank(paths: str | Path) -> list[Sentence]:
+    """Read treebank files, each in the format its suffix says; ``paths`` as in ``treebank_files``."""
+    files = treebank_files(paths)
     readers = [_reader(f) for f in files]  # fail on an unknown suffix before parsing anything
     return [s for reader, f in zip(readers, files) for s in reader(f)]
 
@@ -222,12 +320,13 @@ def punct_mask(sentence: Sentence) -> list[bool]:
     return [tag in PUNCT_TAGS for tag in sentence.xpos]
 
 
-def _split_files(name: str, root: Path, split: str) -> list[Path]:
+def _split_files(name: str, root: Path, split: str, kind: str) -> list[Path]:
     if name == "ud_english_ewt":
         files = [root / name / f"en_ewt-ud-{split}.conllu"]
     elif name == "ptb_wsj_sample":
         first, last = _WSJ_RANGES[split]
-        files = [root / name / "dep" / f"wsj_{i:04d}.dp" for i in range(first, last + 1)]
+        folder, suffix = ("dep", "dp") if kind == "dependency" else ("mrg", "mrg")
+        files = [root / name / folder / f"wsj_{i:04d}.{suffix}" for i in range(first, last + 1)]
     else:
         raise UserError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
     for f in files:
@@ -239,9 +338,24 @@ def _split_files(name: str, root: Path, split: str) -> list[Path]:
     return files
 
 
-def dataset_files(name: str, root: Path) -> dict[str, list[Path]]:
-    """The files of each split of a named dataset under the data root."""
-    return {split: _split_files(name, Path(root), split) for split in SPLITS}
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise UserError(f"unknown kind of treebank data {kind!r}; known: {', '.join(KINDS)}")
+
+
+def dataset_files(name: str, root: Path, kind: str = "dependency") -> dict[str, list[Path]]:
+    """The files of each split of a named dataset under the data root, for ``kind`` (one of ``KINDS``)."""
+    _check_kind(kind)
+    return {split: _split_files(name, Path(root), split, kind) for split in SPLITS}
+
+
+def _check_heads_present(sentences: list[Sentence]) -> None:
+    headless = next((s for s in sentences if s.heads is None), None)
+    if headless is not None:
+        raise DataError(
+            f"{headless.source}: constituency trees (.mrg) carry no dependency heads; "
+            "parsing needs CoNLL-U/CoNLL-X or .dp files"
+        )
 
 
 def load_splits(
@@ -250,8 +364,15 @@ def load_splits(
     train: str | Path | None = None,
     dev: str | Path | None = None,
     test: str | Path | None = None,
+    *,
+    kind: str = "dependency",
 ) -> dict[str, list[Sentence]]:
-    """Read train/dev/test: an explicit path (file, directory or glob) for a split overrides the named dataset."""
+    """Read train/dev/test: explicit paths for a split (as in ``treebank_files``) override the named dataset.
+
+    ``kind`` is what the data is for: "dependency" (every sentence must have heads, so ``.mrg`` is refused) or
+    "tags" (words and POS tags; ptb_wsj_sample then reads its constituency trees).
+    """
+    _check_kind(kind)
     explicit = {"train": train, "dev": dev, "test": test}
     missing = [split for split in SPLITS if explicit[split] is None]
     if name is None and missing:  # before any parsing, so a config mistake shows at once
@@ -264,5 +385,7 @@ def load_splits(
             splits[split] = read_treebank(explicit[split])
         else:
             assert name is not None  # checked above
-            splits[split] = [s for f in _split_files(name, Path(root), split) for s in _reader(f)(f)]
+            splits[split] = [s for f in _split_files(name, Path(root), split, kind) for s in _reader(f)(f)]
+        if kind == "dependency":
+            _check_heads_present(splits[split])
     return splits

@@ -198,7 +198,8 @@ def test_explicit_paths_override_named_dataset(tmp_path: Path) -> None:
     ewt.mkdir()
     write(ewt, "en_ewt-ud-train.conllu", CONLLU)
     splits = load_splits(None, tmp_path, train=tmp_path / "a.dp", dev=str(tmp_path / "*.dp"), test=tmp_path)
-    assert {k: len(v) for k, v in splits.items()} == {"train": 2, "dev": 2, "test": 2}
+    # the directory is read recursively: a.dp and ud_english_ewt/en_ewt-ud-train.conllu
+    assert {k: len(v) for k, v in splits.items()} == {"train": 2, "dev": 2, "test": 4}
     # dev and test files of the named dataset are absent, but never looked for
     splits = load_splits("ud_english_ewt", tmp_path, dev=tmp_path / "a.dp", test=tmp_path / "a.dp")
     assert splits["train"][0].words == ["Do", "n't", "go", "."]
