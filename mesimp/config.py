@@ -31,6 +31,11 @@ class BiasGrad(Enum):
     kept = "kept"
 
 
+class Gates(Enum):
+    joint = "joint"  # LSTM: top-k over all 4h gate pre-activations of a time step
+    per_gate = "per_gate"  # LSTM: top-k in each of the four gates (4k kept)
+
+
 class OptimName(Enum):
     adam = "adam"
     adagrad = "adagrad"
@@ -50,6 +55,7 @@ class MePropConfig:
     # The paper uses the hidden k at the output layer for MNIST and parsing; the authors' MNIST code never
     # sparsifies the 10-wide output layer. Task configs pick their default.
     output_layer: bool = False
+    gates: Gates = Gates.joint  # LSTM only; the paper does not say where inside the LSTM it applies top-k
 
 
 class TagSet(Enum):
@@ -78,7 +84,9 @@ class ModelConfig:
     hidden: List[int] = field(default_factory=lambda: [500, 500])
     dropout: float = 0.0
     init: Init = Init.torch
-    embedding_dim: int = 50  # treebank tasks: dimensions per feature embedding
+    embedding_dim: int = 50  # treebank tasks: dimensions per feature embedding (POS: of the word)
+    feature_dim: int = 20  # POS: dimensions of each of the 7 word-shape features
+    bidirectional: bool = False  # POS: the paper's tagger is unidirectional
 
 
 @dataclass
@@ -142,8 +150,8 @@ def validate(cfg: TrainConfig) -> None:
     for name, value in positive.items():
         if value < 1:
             raise UserError(f"{name} must be >= 1, got {value}")
-    if cfg.data.word_min_count < 1 or cfg.model.embedding_dim < 1:
-        raise UserError("data.word_min_count and model.embedding_dim must be >= 1")
+    if cfg.data.word_min_count < 1 or cfg.model.embedding_dim < 1 or cfg.model.feature_dim < 1:
+        raise UserError("data.word_min_count, model.embedding_dim and model.feature_dim must be >= 1")
     if cfg.data.train_limit is not None and cfg.data.train_limit < 1:
         raise UserError(f"data.train_limit must be >= 1 or null, got {cfg.data.train_limit}")
     if any(width < 1 for width in cfg.model.hidden):

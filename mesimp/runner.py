@@ -28,7 +28,7 @@ from mesimp.simplify import Simplifier, SimplifySchedule
 
 log = logging.getLogger(__name__)
 
-TASKS = {"mnist": "mesimp.tasks.mnist", "parse": "mesimp.tasks.parse"}
+TASKS = {"mnist": "mesimp.tasks.mnist", "parse": "mesimp.tasks.parse", "pos": "mesimp.tasks.pos"}
 METRICS = "metrics.json"
 
 

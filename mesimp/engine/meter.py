@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from mesimp.nn import BackwardReport, MePropLinear
+from mesimp.nn import BackwardReport, ReportsBackward
 
 
 @dataclass
@@ -22,17 +22,17 @@ class BackwardTotals:
 
 
 class BackwardMeter:
-    """Hooks every MePropLinear of a model; ``tracked`` names the layers whose update ratio counts.
+    """Hooks every meProp module of a model; ``tracked`` names the layers whose update ratio counts.
 
-    The model must use MePropLinear for every linear map that should be timed (a dense one with
-    k=None), so the dense baseline is measured by the same code path as meProp.
+    The model must use meProp modules (MePropLinear, MePropLSTM) for every linear map that should be timed
+    (dense ones with k=None), so the dense baseline is measured by the same code path as meProp.
     """
 
     def __init__(self, model: nn.Module, tracked: set[str], totals: BackwardTotals | None = None) -> None:
         self.totals = totals or BackwardTotals()
         self._handles = []
         for name, module in model.named_modules():
-            if isinstance(module, MePropLinear):
+            if isinstance(module, ReportsBackward):
                 self._handles.append(module.register_report_hook(self._hook(name, name in tracked)))
                 if name in tracked:
                     self.totals.kept.setdefault(name, 0)

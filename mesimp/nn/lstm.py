@@ -215,9 +215,13 @@ class MePropLSTM(ReportsBackward, nn.Module):
         return self.weight_hh.shape[0]
 
     @property
+    def ranked_width(self) -> int:
+        """How many entries one top-k ranks: all 4h, or one gate's h with ``gates="per_gate"``."""
+        return self.hidden_size if self.gates == "per_gate" else self.out_features
+
+    @property
     def effective_k(self) -> int | None:
-        ranked = self.hidden_size if self.gates == "per_gate" else self.out_features
-        return effective_k(self.k, ranked)
+        return effective_k(self.k, self.ranked_width)
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Outputs (T, B, h) for time-major inputs (T, B, in); ``lengths`` (B,) on the CPU, default all T.

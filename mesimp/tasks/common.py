@@ -11,7 +11,7 @@ from torch import nn
 from mesimp.config import Init, TrainConfig
 from mesimp.engine.trainer import TrainTask
 from mesimp.errors import UserError
-from mesimp.nn import convert_to_meprop
+from mesimp.nn import MePropLSTM, convert_to_meprop, k_for_width
 from mesimp.nn.mlp import init_like_authors
 from mesimp.simplify import UnitGroup
 
@@ -29,10 +29,11 @@ class BuiltTask:
         return list(self.task.model.hidden_dims)
 
 
-def prepare_model(cfg: TrainConfig, task: TrainTask, model: nn.Module, output_layer: str = "output") -> BuiltTask:
-    """Init ``model``, then make every linear layer a MePropLinear.
+def prepare_model(cfg: TrainConfig, task: TrainTask, model: nn.Module,
+                  output_layers: tuple[str, ...] = ("output",)) -> BuiltTask:
+    """Init ``model``, make every linear layer a MePropLinear, and set meProp on every MePropLSTM.
 
-    Layers meProp does not apply to (the output layer unless ``meprop.output_layer``) become dense
+    Layers meProp does not apply to (the output layers unless ``meprop.output_layer``) become dense
     MePropLinear (k=None), so the backward of every linear map is timed by the same code.
     """
     if cfg.model.init == Init.authors:
@@ -40,11 +41,23 @@ def prepare_model(cfg: TrainConfig, task: TrainTask, model: nn.Module, output_la
     generator = torch.Generator().manual_seed(cfg.seed + 1)
     layer_kwargs = dict(scope=cfg.meprop.scope.value, select=cfg.meprop.select.value,
                         bias_grad=cfg.meprop.bias_grad.value, generator=generator)
-    dense = [] if cfg.meprop.output_layer else [output_layer]
+    dense = [] if cfg.meprop.output_layer else list(output_layers)
     tracked = convert_to_meprop(model, cfg.k, k_ratio=cfg.k_ratio, exclude=dense, **layer_kwargs)
     if dense:
         convert_to_meprop(model, None, exclude=tracked, **layer_kwargs)
-    widths = [model.get_submodule(name).out_features for name in tracked]
+    for name, module in model.named_modules():
+        if isinstance(module, MePropLSTM):
+            for key, value in layer_kwargs.items():
+                setattr(module, key, value)
+            module.gates = cfg.meprop.gates.value
+            module.k = k_for_width(module.ranked_width, cfg.k, cfg.k_ratio)
+            tracked.append(name)
+    widths = [ranked_width(model.get_submodule(name)) for name in tracked]
     if cfg.k is not None and cfg.k > max(widths):
         raise UserError(f"k={cfg.k} exceeds the widest meProp layer ({max(widths)}); use k=null for full backprop")
     return BuiltTask(task, set(tracked), {"meprop": generator})
+
+
+def ranked_width(layer: nn.Module) -> int:
+    """How many entries of a meProp layer's output gradient its top-k ranks."""
+    return layer.ranked_width if isinstance(layer, MePropLSTM) else layer.out_features

@@ -17,9 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mesimp.config import TagSet, TrainConfig
+from mesimp.config import TrainConfig
 from mesimp.data.paths import resolve_data_root
-from mesimp.data.treebank import Sentence, is_projective, load_splits, punct_mask, strip_subtype
+from mesimp.data.treebank import Sentence, is_projective, load_splits, punct_mask
+from mesimp.data.vocab import NULL, ROOT, Fields, Vocab
 from mesimp.errors import UserError
 from mesimp.nn.mlp import mlp_unit_groups
 from mesimp.tasks.common import BuiltTask, prepare_model
@@ -27,47 +28,6 @@ from mesimp.tasks.parse.arcstandard import greedy_decode, oracle_dataset
 from mesimp.tasks.parse.model import ParserModel
 
 log = logging.getLogger(__name__)
-
-NULL, UNK, ROOT = "<null>", "<unk>", "<root>"
-UNLABELED = "dep"  # the single label of unlabeled treebanks (the WSJ sample's .dp files)
-
-
-class Vocab:
-    """Strings to ids; the special symbols come first."""
-
-    def __init__(self, symbols: list[str], specials: tuple[str, ...] = (NULL, UNK, ROOT)) -> None:
-        self.itos = [*specials, *[s for s in symbols if s not in specials]]
-        self.stoi = {symbol: i for i, symbol in enumerate(self.itos)}
-
-    def __len__(self) -> int:
-        return len(self.itos)
-
-    def __getitem__(self, symbol: str) -> int:
-        return self.stoi.get(symbol, self.stoi.get(UNK, 0))
-
-
-@dataclass(frozen=True)
-class Fields:
-    """Which strings of a sentence the parser reads: word forms, POS tags and arc labels, as configured."""
-
-    lowercase: bool
-    tagset: TagSet
-    label_subtypes: bool
-
-    def word(self, form: str) -> str:
-        return form.lower() if self.lowercase else form
-
-    def tags(self, sentence: Sentence) -> list[str]:
-        if self.tagset == TagSet.upos:
-            if sentence.upos is None:
-                raise UserError(f"{sentence.source}: data.tagset=upos but this treebank has no universal tags")
-            return sentence.upos
-        return sentence.xpos
-
-    def labels(self, sentence: Sentence) -> list[str]:
-        if sentence.labels is None:
-            return [UNLABELED] * len(sentence.words)
-        return sentence.labels if self.label_subtypes else [strip_subtype(label) for label in sentence.labels]
 
 
 @dataclass
@@ -191,7 +151,7 @@ def build(cfg: TrainConfig) -> BuiltTask:
     log.info("parse: %d words, %d tags, %d labels; %d training transitions", len(vocabs.words), len(vocabs.tags),
              vocabs.num_labels, len(transitions))
     built = prepare_model(cfg, ParseTask(model, features, transitions, splits, vocabs, labeled), model,
-                          output_layer="mlp.output")
+                          output_layers=("mlp.output",))
     built.unit_groups = lambda: mlp_unit_groups(model.mlp)
     built.original_model = lambda: ParserModel(len(vocabs.words), len(vocabs.tags), len(vocabs.labels),
                                                1 + 2 * vocabs.num_labels, list(cfg.model.hidden),

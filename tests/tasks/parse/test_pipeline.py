@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from mesimp.data.treebank import Sentence
-from mesimp.tasks.parse.pipeline import NULL, ROOT, UNK, ParseTask, Vocab, build_vocabs, encode
+from mesimp.data.vocab import NULL, ROOT
+from mesimp.tasks.parse.pipeline import ParseTask, build_vocabs, encode
 from tests.helpers import assert_one_line_error, compose_config, train
 
 
@@ -18,11 +19,6 @@ TRAIN = [
     sentence(["The", "dog", "barks", "."], ["DT", "NN", "VBZ", "."], [2, 3, 0, 3], ["det", "nsubj", "root", "punct"]),
     sentence(["the", "cat", "sleeps"], ["DT", "NN", "VBZ"], [2, 3, 0], ["det", "nsubj:pass", "root"]),
 ]
-
-
-def test_vocab_specials_and_unknowns():
-    vocab = Vocab(["b", "a"])
-    assert vocab.itos[:3] == [NULL, UNK, ROOT] and vocab["zzz"] == vocab[UNK] and vocab["a"] == 4
 
 
 @pytest.mark.parametrize("subtypes", [False, True])
