@@ -7,9 +7,9 @@ ARGS ?=
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
-install:  ## install mesimp (editable) with its test tools; torch 2.13.0 (CPU) first where no torch is present
+install:  ## install mesimp (editable) with the test tools and the extras the tests use; torch 2.13.0 (CPU) first where none is present
 	@$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install "torch==2.13.0"
-	$(PYTHON) -m pip install -e ".[dev]"
+	$(PYTHON) -m pip install -e ".[dev,sweep,report,slurm]"
 
 test:  ## the fast test suite (a few minutes)
 	$(PYTHON) -m pytest -q

@@ -1,22 +1,27 @@
 """The entrypoint: ``python -m mesimp.train task=mnist k=20`` (add ``-m`` and comma lists to sweep).
 
 Hydra lives here and in ``configs/``; everything below takes plain values. Bad input ends the run with
-one ``error: ...`` line on stderr and exit status 2.
+one ``error: ...`` line on stderr and exit status 2; in a sweep it fails that job only (its train.log says why)
+and Hydra reports the failed jobs once the others have run.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 from mesimp.config import TrainConfig, register_schema
 from mesimp.errors import UserError
 from mesimp.runner import run
+
+log = logging.getLogger(__name__)
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 MAX_RUN_NAME = 200  # file systems allow 255 bytes per path component
@@ -56,10 +61,17 @@ def check_task_override(args: list[str]) -> None:
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def hydra_main(cfg: TrainConfig) -> None:
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         run(cfg, Path(HydraConfig.get().runtime.output_dir))
     except UserError as err:
+        log.error("error: %s", err)  # the run's train.log keeps the reason (the paper-table report shows it)
+        if multirun:
+            raise  # Hydra records the job as failed and a sweep's other jobs go on; sys.exit would end them all
         fail(str(err))
+    except Exception:
+        log.exception("run failed")
+        raise
 
 
 def main() -> None:
