@@ -10,6 +10,7 @@ help:  ## list the targets
 install:  ## install mesimp (editable) with the test tools and the extras the tests use; torch 2.13.0 (CPU) first where none is present
 	@$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install "torch==2.13.0"
 	$(PYTHON) -m pip install -e ".[dev,sweep,report,slurm]"
+	$(PYTHON) -m mesimp.nn.kernels
 
 test:  ## the fast test suite (a few minutes)
 	$(PYTHON) -m pytest -q
@@ -23,7 +24,7 @@ train:  ## one run: make train ARGS="task=mnist k=20"
 sweep:  ## a k sweep (Hydra multirun): make sweep ARGS="k=10,20,40,80"
 	$(PYTHON) -m mesimp.train -m task=mnist $(if $(ARGS),$(ARGS),k=10,20,40,80)
 
-bench:  ## backward time of MePropLinear vs nn.Linear, side by side (JSON + table)
+bench:  ## the speed suite, dense vs meProp side by side: make bench ARGS="--groups layer,lstm --json b.json"
 	$(PYTHON) -m mesimp.bench $(ARGS)
 
 reproduce-tables:  ## the paper's tables from real runs: NOT YET (issue #6); exits non-zero

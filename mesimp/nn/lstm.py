@@ -25,8 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mesimp.nn.meprop import BackwardReport, ReportsBackward, Scope, Select, check_options, effective_k, select_units
-from mesimp.nn.sparse_grad import BiasGrad, bias_grad, clock, example_weight_grad, kept_entries_t
+from mesimp.nn import kernels
+from mesimp.nn.meprop import (BackwardReport, ReportsBackward, Scope, Select, check_options, effective_k,
+                              keep_per_example, select_units)
+from mesimp.nn.sparse_grad import BiasGrad, bias_grad, clock, example_weight_grad
 
 Gates = Literal["joint", "per_gate"]
 GATES = ("joint", "per_gate")
@@ -58,18 +60,23 @@ def _run(x: Tensor, batch_sizes: list[int], w_ih: Tensor, w_hh: Tensor, bias: Te
     return H, A, C
 
 
-def _select_gates(dz: Tensor, k: int, layer: "MePropLSTM") -> Tensor:
-    """Kept entries of one step's (b, 4h) gradient: (b, k') per example or (k',) per batch."""
-    if layer.gates == "joint":
-        return select_units(dz, k, layer.scope, layer.select, layer.generator)
+def _keep_gates(dz: Tensor, k: int, layer: "MePropLSTM") -> tuple[Tensor, Tensor]:
+    """Kept entries of one step's (b, 4h) gradient: (indices, values), (b, k') per example or (k',), (b, k')
+    for the whole minibatch."""
     rows, width = dz.shape
     hidden = width // 4
-    offsets = torch.arange(0, width, hidden, device=dz.device)
     if layer.scope == "example":
-        idx = select_units(dz.reshape(rows * 4, hidden), k, "example", layer.select, layer.generator)
-        return (idx.view(rows, 4, k) + offsets.view(1, 4, 1)).view(rows, 4 * k)
-    return torch.cat([select_units(block, k, "batch", layer.select, layer.generator) + offset
-                      for block, offset in zip(dz.split(hidden, dim=1), offsets)])
+        if layer.gates == "joint":
+            return keep_per_example(dz, k, layer.select, layer.generator)
+        idx, val = keep_per_example(dz.reshape(rows * 4, hidden), k, layer.select, layer.generator)
+        offsets = torch.arange(0, width, hidden, device=dz.device).view(1, 4, 1)
+        return (idx.view(rows, 4, k) + offsets).view(rows, 4 * k), val.view(rows, 4 * k)
+    if layer.gates == "joint":
+        idx = select_units(dz, k, "batch", layer.select, layer.generator)
+    else:
+        idx = torch.cat([select_units(block, k, "batch", layer.select, layer.generator) + g * hidden
+                         for g, block in enumerate(dz.split(hidden, dim=1))])
+    return idx, dz.index_select(1, idx)
 
 
 class _MePropLSTMFunction(torch.autograd.Function):
@@ -113,14 +120,12 @@ class _MePropLSTMFunction(torch.autograd.Function):
             if k is None:
                 dh[:b] = dz @ w_hh
                 continue
-            idx = _select_gates(dz, k, layer)
+            idx, val = _keep_gates(dz, k, layer)
             if idx.dim() == 1:  # one set for the minibatch: small dense products
-                val = dz.index_select(1, idx)
                 dh[:b] = val @ w_hh.index_select(0, idx)
                 idx = idx.expand(b, -1)
             else:
-                val = dz.gather(1, idx)
-                dh[:b] = torch.bmm(val.unsqueeze(1), w_hh[idx]).squeeze(1)
+                dh[:b] = kernels.kept_times_weight(idx, val, w_hh)
             kept_idx.append(idx)
             kept_val.append(val)
         need_x, need_ih, need_hh, need_b = ctx.needs_input_grad[:4]
@@ -135,12 +140,15 @@ class _MePropLSTMFunction(torch.autograd.Function):
             db = dz_flat.sum(0) if need_b else None
         else:
             indices = torch.cat(kept_idx[::-1])  # token order: time-major, as the flat views
-            values = torch.cat(kept_val[::-1])
-            tokens = _token_positions(batch_sizes, batch, d_out.device).repeat_interleave(indices.shape[1])
-            kept_t = kept_entries_t(indices.reshape(-1), tokens, values.reshape(-1), steps * batch, width)
-            dx = torch.sparse.mm(kept_t.t(), w_ih).view_as(x) if need_x else None
-            dw_ih = example_weight_grad(ctx.params[0], x_flat, kept_t) if need_ih else None
-            dw_hh = example_weight_grad(ctx.params[1], h_prev, kept_t) if need_hh else None
+            values = torch.cat(kept_val[::-1]).contiguous()
+            tokens = _token_positions(batch_sizes, batch, d_out.device)
+            dx = None
+            if need_x:
+                dx = x.new_zeros(steps * batch, x.shape[-1])
+                dx.index_copy_(0, tokens, kernels.kept_times_weight(indices, values, w_ih))
+                dx = dx.view_as(x)
+            dw_ih = example_weight_grad(ctx.params[0], x_flat, indices, values, tokens) if need_ih else None
+            dw_hh = example_weight_grad(ctx.params[1], h_prev, indices, values, tokens) if need_hh else None
             db = bias_grad(dz_flat, values, indices, layer.bias_grad) if need_b else None
         if layer._report_hooks:
             layer._report(BackwardReport(indices, sum(batch_sizes), width, clock(d_out) - start))

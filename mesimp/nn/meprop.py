@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-from mesimp.nn.sparse_grad import BiasGrad, bias_grad, clock, example_weight_grad, kept_entries_t, row_sparse_grad
+from mesimp.nn import kernels
+from mesimp.nn.sparse_grad import BiasGrad, bias_grad, clock, example_weight_grad, row_sparse_grad
 
 Scope = Literal["example", "batch"]
 Select = Literal["topk", "random"]
@@ -108,6 +109,15 @@ def select_units(
     return torch.randperm(width, generator=generator, device=dy.device)[:k]
 
 
+def keep_per_example(dy: Tensor, k: int, select: Select, generator: torch.Generator | None = None
+                     ) -> tuple[Tensor, Tensor]:
+    """The kept entries of each row of a 2-D gradient: (indices, values), both (rows, k)."""
+    if select == "topk":
+        return kernels.topk_rows(dy, k)
+    indices = select_units(dy, k, "example", select, generator)
+    return indices, dy.gather(1, indices)
+
+
 class _MePropLinearFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, layer: "MePropLinear") -> Tensor:
@@ -137,12 +147,9 @@ class _MePropLinearFunction(torch.autograd.Function):
             dw = row_sparse_grad(ctx.weight_param, indices, kept.t() @ x) if need_w else None
             db = bias_grad(dy, kept, indices, layer.bias_grad) if need_b else None
         else:
-            indices = select_units(dy, k, "example", layer.select, layer.generator)
-            values = dy.gather(1, indices)
-            examples = torch.arange(dy.shape[0], device=dy.device).repeat_interleave(k)
-            kept_t = kept_entries_t(indices.reshape(-1), examples, values.reshape(-1), *dy.shape)
-            dx = torch.sparse.mm(kept_t.t(), weight) if need_x else None
-            dw = example_weight_grad(ctx.weight_param, x, kept_t) if need_w else None
+            indices, values = keep_per_example(dy, k, layer.select, layer.generator)
+            dx = kernels.kept_times_weight(indices, values, weight) if need_x else None
+            dw = example_weight_grad(ctx.weight_param, x, indices, values) if need_w else None
             db = bias_grad(dy, values, indices, layer.bias_grad) if need_b else None
         if layer._report_hooks:
             layer._report(BackwardReport(indices, dy.shape[0], dy.shape[1], clock(dy) - start))

@@ -1,7 +1,7 @@
 """Gradients of a linear map ``y = x W^T + b`` from the kept entries of ``dL/dy`` (shared by meProp's layers).
 
-The kept entries come as three flat tensors: output unit, example (row of ``x``) and value. Both products
-then cost (kept entries) / (rows x width) of the dense ones.
+The kept entries come as ``indices`` and ``values``, (rows, k) each. The products then cost k / width of the
+dense ones (:mod:`mesimp.nn.kernels` does the arithmetic).
 """
 
 from __future__ import annotations
@@ -12,29 +12,24 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from mesimp.nn import kernels
+
 BiasGrad = Literal["dense", "kept"]
 
 
-def kept_entries_t(units: Tensor, examples: Tensor, values: Tensor, rows: int, width: int) -> Tensor:
-    """The kept entries of dy as a sparse (width, rows) matrix.
-
-    Built transposed: PyTorch's CPU sparse products are faster this way round for both dL/dx and dL/dW.
-    """
-    return torch.sparse_coo_tensor(torch.stack((units, examples)), values, (width, rows), check_invariants=False)
-
-
-def example_weight_grad(weight: Tensor, x: Tensor, kept_t: Tensor) -> Tensor:
-    """dL/dW = dy^T x from the kept entries ``kept_t`` (width, rows)."""
-    width, rows = kept_t.shape
-    if kept_t._nnz() >= width:
-        # Together the examples keep (nearly) every unit: the gradient is dense-shaped, one product.
-        return torch.sparse.mm(kept_t, x)
+def example_weight_grad(weight: Tensor, x: Tensor, indices: Tensor, values: Tensor,
+                        example: Tensor | None = None) -> Tensor:
+    """dL/dW = S^T x from k kept entries per row (``example`` maps rows to rows of ``x``; default the same)."""
+    width = weight.shape[0]
+    if indices.numel() >= width:
+        # Together the rows keep (nearly) every unit: the gradient is dense-shaped.
+        slot = torch.arange(width, device=indices.device)
+        return kernels.kept_t_times_input(indices, values, x, slot, width, example)
     # Few entries: only the union of their units gets a gradient row; compute just those rows.
-    units, examples = kept_t._indices()
-    union, slot = torch.unique(units, return_inverse=True)
-    compact_t = torch.sparse_coo_tensor(torch.stack((slot, examples)), kept_t._values(), (union.shape[0], rows),
-                                        check_invariants=False)
-    return row_sparse_grad(weight, union, torch.sparse.mm(compact_t, x))
+    union = torch.unique(indices)
+    slot = torch.full((width,), -1, dtype=torch.long, device=indices.device)
+    slot[union] = torch.arange(len(union), device=indices.device)
+    return row_sparse_grad(weight, union, kernels.kept_t_times_input(indices, values, x, slot, len(union), example))
 
 
 def row_sparse_grad(weight: Tensor, rows: Tensor, values: Tensor) -> Tensor:

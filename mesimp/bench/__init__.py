@@ -1,0 +1,1 @@
+"""The speed benchmark suite (``python -m mesimp.bench``)."""

@@ -1,0 +1,110 @@
+"""The speed benchmark suite: every figure a ratio measured side by side in one process.
+
+    python -m mesimp.bench [--groups layer,lstm,memory,epoch,decode] [--quick] [--device cpu|cuda]
+                           [--repeats N] [--json PATH]
+
+Groups: ``layer`` (one linear layer's backward, dense vs every meProp scope and select, over the paper's
+shapes including Table 7's), ``lstm`` (the tagger's LSTM backward, one sentence and 32), ``memory`` (how far one
+backward raises peak memory), ``epoch`` (a whole training epoch per task, dense vs meProp, with losses),
+``decode`` (a meSimp-sized parser against the 500-wide one). ``--quick`` shrinks every group to seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from mesimp.bench.layers import LINEAR_CASES, QUICK_CASES, backward_peak_bytes, bench_linear, bench_lstm
+from mesimp.bench.tasks import EPOCH_CASES, bench_epoch, bench_parser_decoding
+from mesimp.engine.io import write_json
+from mesimp.nn import kernels
+
+GROUPS = ("layer", "lstm", "memory", "epoch", "decode")
+
+
+def run_groups(groups: list[str], quick: bool, device: torch.device, repeats: int | None) -> list[dict]:
+    results: list[dict] = []
+    reps = repeats or (5 if quick else 50)
+    if "layer" in groups:
+        for case, (batch, n_in, n_out, ks) in (QUICK_CASES if quick else LINEAR_CASES).items():
+            big = batch * n_in * n_out > 10**10
+            results += [asdict(r) for r in bench_linear(case, batch, n_in, n_out, ks, repeats=3 if big else reps,
+                                                        warmup=1 if big else max(1, reps // 10), device=device)]
+    if "lstm" in groups:
+        for case, sentences in (("one-sentence", 1), ("minibatch-32", 32)):
+            results += [asdict(r) for r in bench_lstm(case, sentences, [5, 10], reps, max(1, reps // 10), device)]
+    if "memory" in groups and device.type == "cpu":
+        batch, n_in, n_out = (256, 2048, 2048) if quick else (1024, 8192, 8192)
+        for k, scope in ((None, "example"), (64, "example"), (64, "batch")):
+            results.append({"group": "memory", "batch": batch, "in_features": n_in, "out_features": n_out, "k": k,
+                            "scope": scope, "peak_growth_bytes": backward_peak_bytes(batch, n_in, n_out, k, scope)})
+    if "epoch" in groups:
+        for task in EPOCH_CASES:
+            results.append(asdict(bench_epoch(task, max_steps=5 if quick else None,
+                                              train_limit=200 if quick else None)))
+    if "decode" in groups:
+        results += [asdict(r) for r in bench_parser_decoding(train_limit=200 if quick else None)]
+    return results
+
+
+def format_tables(results: list[dict]) -> str:
+    out = []
+    layers = [r for r in results if r["group"] in ("layer", "lstm")]
+    if layers:
+        out += ["| layer | batch (tokens) | in -> out | k | scope | select | dense (ms) | meProp (ms) | ratio | ideal |",
+                "|---|---|---|---|---|---|---|---|---|---|"]
+        out += [f"| {r['case']} | {r['batch']} | {r['in_features']} -> {r['out_features']} | {r['k']} | {r['scope']} "
+                f"| {r['select']} | {r['dense_ms']:.3f} | {r['meprop_ms']:.3f} | {r['ratio']:.1f}x | {r['ideal']:.0f}x |"
+                for r in layers]
+    memory = [r for r in results if r["group"] == "memory"]
+    if memory:
+        out += ["", "| backward peak memory | k | scope | growth (MiB) |", "|---|---|---|---|"]
+        out += [f"| {r['batch']} x {r['in_features']} -> {r['out_features']} | {r['k']} | {r['scope']} "
+                f"| {r['peak_growth_bytes'] / 2**20:.1f} |" for r in memory]
+    epochs = [r for r in results if r["group"] == "epoch"]
+    if epochs:
+        out += ["", "| epoch | k | minibatch | steps | dense (s) | meProp (s) | ratio | loss dense / meProp / meProp "
+                "without kernels |", "|---|---|---|---|---|---|---|---|"]
+        out += [f"| {r['task']} | {r['k']} | {r['batch_size']} | {r['steps']} | {r['dense_s']:.2f} | {r['meprop_s']:.2f} "
+                f"| {r['ratio']:.2f}x | {r['dense_loss']:.4f} / {r['meprop_loss']:.4f} / {r['meprop_pytorch_loss']:.4f} |"
+                for r in epochs]
+    decode = [r for r in results if r["group"] == "decode"]
+    if decode:
+        out += ["", "| parser | hidden | meSimp-sized | 500-wide (ms) | narrow (ms) | ratio |", "|---|---|---|---|---|---|"]
+        out += [f"| {r['what']} | {r['wide']} | {r['narrow']} | {r['wide_ms']:.1f} | {r['narrow_ms']:.1f} "
+                f"| {r['ratio']:.1f}x |" for r in decode]
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--groups", default=",".join(GROUPS), help=f"comma-separated, of {', '.join(GROUPS)}")
+    parser.add_argument("--quick", action="store_true", help="small shapes and few repeats: a smoke run")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, help="timed repetitions per layer shape (default 50; 5 quick)")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+    groups = [g for g in args.groups.split(",") if g]
+    unknown = sorted(set(groups) - set(GROUPS))
+    if unknown:
+        sys.exit(f"error: unknown benchmark group(s) {', '.join(unknown)}; known: {', '.join(GROUPS)}")
+    device = torch.device(args.device)
+    results = run_groups(groups, args.quick, device, args.repeats)
+    print(format_tables(results))
+    if args.json:
+        write_json(args.json, {
+            "machine": f"{platform.machine()} {platform.processor() or platform.system()}",
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "compiled_kernels": kernels.compiled() is not None, "quick": args.quick, "groups": groups,
+            "results": results,
+        })
+
+
+if __name__ == "__main__":
+    main()

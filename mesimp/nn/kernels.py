@@ -1,0 +1,121 @@
+"""The compiled CPU kernels of the per-example sparse backward, with pure-PyTorch fallbacks.
+
+``csrc/meprop_cpu.cpp`` is built with torch's extension tooling the first time it is needed (``make install``
+does it ahead: ``python -m mesimp.nn.kernels``) and cached by torch (``TORCH_EXTENSIONS_DIR``). Where it cannot
+be built (no C++ compiler) or is turned off (``MESIMP_KERNELS=0``, or :func:`use` in code), the same functions
+run in plain PyTorch; the tests check one against the other. CUDA tensors always take the PyTorch route.
+
+Every function takes the kept entries as ``indices`` (rows, k) int64 and ``values`` (rows, k).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType
+
+import torch
+from torch import Tensor
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).parent / "csrc" / "meprop_cpu.cpp"
+_state: dict = {"enabled": os.environ.get("MESIMP_KERNELS", "1") != "0", "module": None, "failed": None}
+
+
+def _build(verbose: bool = False) -> ModuleType:
+    from torch.utils.cpp_extension import load
+
+    return load(name="mesimp_meprop_cpu", sources=[str(SOURCE)], extra_cflags=["-O3", "-march=native"],
+                verbose=verbose)
+
+
+def compiled() -> ModuleType | None:
+    """The built extension, or None when turned off or not buildable (the reason is logged once)."""
+    if not _state["enabled"] or _state["failed"]:
+        return None
+    if _state["module"] is None:
+        try:
+            _state["module"] = _build()
+        except Exception as e:  # no compiler, no ninja, a build error: fall back, say why once
+            _state["failed"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            log.warning("mesimp: compiled kernels unavailable, using PyTorch (%s)", _state["failed"])
+            return None
+    return _state["module"]
+
+
+@contextmanager
+def use(enabled: bool):
+    """Turn the compiled kernels on or off inside a block (tests compare the two)."""
+    before = _state["enabled"]
+    _state["enabled"] = enabled
+    try:
+        yield
+    finally:
+        _state["enabled"] = before
+
+
+def _kernel(*tensors: Tensor) -> ModuleType | None:
+    return None if any(t.is_cuda for t in tensors) else compiled()
+
+
+def topk_rows(dy: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """The k entries of largest magnitude of each row: (indices, values), in no particular order."""
+    kernel = _kernel(dy)
+    if kernel is not None and dy.dtype in (torch.float32, torch.float64):
+        return tuple(kernel.topk_rows(dy, k))
+    indices = dy.abs().topk(k, dim=1, sorted=False).indices
+    return indices, dy.gather(1, indices)
+
+
+def kept_times_weight(indices: Tensor, values: Tensor, weight: Tensor) -> Tensor:
+    """dL/dx = S W for S (rows, out) holding the kept entries: (rows, in)."""
+    kernel = _kernel(weight)
+    if kernel is not None and values.dtype == weight.dtype:
+        return kernel.kept_times_weight(indices, values, weight)
+    rows, k = indices.shape
+    examples = torch.arange(rows, device=indices.device).repeat_interleave(k)
+    kept = torch.sparse_coo_tensor(torch.stack((examples, indices.reshape(-1))), values.reshape(-1),
+                                   (rows, weight.shape[0]), check_invariants=False)
+    return torch.sparse.mm(kept, weight)
+
+
+def kept_t_times_input(indices: Tensor, values: Tensor, x: Tensor, slot: Tensor, units: int,
+                       example: Tensor | None = None) -> Tensor:
+    """dL/dW = S^T x for the units that occur: row ``slot[u]`` of the (units, in) result is unit u's gradient.
+
+    ``example`` maps each row of ``indices`` to its row of ``x`` (default: the same row).
+    """
+    kernel = _kernel(x)
+    if kernel is not None and values.dtype == x.dtype:
+        rows_of_x = example if example is not None else indices.new_empty(0)
+        return kernel.kept_t_times_input(indices, values, rows_of_x, x, slot, units)
+    rows, k = indices.shape
+    source = (example if example is not None else torch.arange(rows, device=x.device)).repeat_interleave(k)
+    kept_t = torch.sparse_coo_tensor(torch.stack((slot[indices.reshape(-1)], source)), values.reshape(-1),
+                                     (units, x.shape[0]), check_invariants=False)
+    return torch.sparse.mm(kept_t, x)
+
+
+def main() -> None:
+    """Build the extension now (``make install`` runs this) and say whether it works."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    start = time.perf_counter()
+    try:
+        module = _build(verbose="-v" in sys.argv)
+    except Exception as e:
+        print(f"mesimp: compiled kernels NOT built ({type(e).__name__}); meProp will use plain PyTorch",
+              file=sys.stderr)
+        return
+    dy = torch.randn(4, 9, dtype=torch.float64)
+    indices, values = module.topk_rows(dy, 3)
+    assert torch.equal(indices.sort(1).values, dy.abs().topk(3, dim=1).indices.sort(1).values)
+    print(f"mesimp: compiled kernels ready ({time.perf_counter() - start:.1f} s)")
+
+
+if __name__ == "__main__":
+    main()

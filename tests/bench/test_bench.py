@@ -1,0 +1,38 @@
+"""The benchmark suite runs end to end on small shapes (timings are not asserted: they are measurements)."""
+
+import json
+
+import pytest
+
+from mesimp.bench.__main__ import main
+
+
+def test_layer_lstm_and_memory_groups(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    main(["--quick", "--groups", "layer,lstm,memory", "--repeats", "2", "--json", str(out)])
+    report = json.loads(out.read_text())
+    groups = {r["group"] for r in report["results"]}
+    assert groups == {"layer", "lstm", "memory"} and report["device"] == "cpu"
+    layer = [r for r in report["results"] if r["group"] == "layer"]
+    assert {(r["scope"], r["select"]) for r in layer} == {("example", "topk"), ("batch", "topk"),
+                                                         ("example", "random"), ("batch", "random")}
+    assert all(r["dense_ms"] > 0 and r["meprop_ms"] > 0 and r["ratio"] > 0 for r in layer)
+    memory = {(r["k"], r["scope"]): r["peak_growth_bytes"] for r in report["results"] if r["group"] == "memory"}
+    assert memory[(64, "batch")] < memory[(None, "example")]  # the unified backward builds no dense dL/dW
+    assert "| mnist-b100 |" in capsys.readouterr().out
+
+
+def test_epochs_report_equal_losses_with_and_without_kernels(tmp_path, shared_data, monkeypatch):
+    monkeypatch.setenv("MESIMP_DATA", str(shared_data))
+    out = tmp_path / "bench.json"
+    main(["--quick", "--groups", "epoch", "--json", str(out)])
+    epochs = json.loads(out.read_text())["results"]
+    assert {r["task"] for r in epochs} == {"mnist", "parse", "pos"}
+    for r in epochs:
+        assert r["steps"] >= 1 and r["dense_s"] > 0 and r["meprop_s"] > 0
+        assert r["meprop_loss"] == pytest.approx(r["meprop_pytorch_loss"], rel=1e-4)
+
+
+def test_unknown_group_is_a_one_line_error():
+    with pytest.raises(SystemExit, match="unknown benchmark group"):
+        main(["--groups", "layer,speed"])
