@@ -10,7 +10,7 @@ help:  ## list the targets
 install:  ## install mesimp (editable) with the test tools and the extras the tests use; torch 2.13.0 (CPU) first where none is present
 	@$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install "torch==2.13.0"
 	$(PYTHON) -m pip install -e ".[dev,sweep,report,slurm]"
-	$(PYTHON) -m mesimp.nn.kernels
+	$(PYTHON) -c "from mesimp.nn import kernels; kernels.main()"
 
 test:  ## the fast test suite (a few minutes)
 	$(PYTHON) -m pytest -q

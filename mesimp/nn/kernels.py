@@ -1,7 +1,7 @@
 """The compiled CPU kernels of the per-example sparse backward, with pure-PyTorch fallbacks.
 
 ``csrc/meprop_cpu.cpp`` is built with torch's extension tooling the first time it is needed (``make install``
-does it ahead: ``python -m mesimp.nn.kernels``) and cached by torch (``TORCH_EXTENSIONS_DIR``). Where it cannot
+does it ahead with :func:`main`) and cached by torch (``TORCH_EXTENSIONS_DIR``). Where it cannot
 be built (no C++ compiler) or is turned off (``MESIMP_KERNELS=0``, or :func:`use` in code), the same functions
 run in plain PyTorch; the tests check one against the other. CUDA tensors always take the PyTorch route.
 
@@ -115,7 +115,3 @@ def main() -> None:
     indices, values = module.topk_rows(dy, 3)
     assert torch.equal(indices.sort(1).values, dy.abs().topk(3, dim=1).indices.sort(1).values)
     print(f"mesimp: compiled kernels ready ({time.perf_counter() - start:.1f} s)")
-
-
-if __name__ == "__main__":
-    main()
