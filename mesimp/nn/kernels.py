@@ -101,6 +101,19 @@ def kept_t_times_input(indices: Tensor, values: Tensor, x: Tensor, slot: Tensor,
     return torch.sparse.mm(kept_t, x)
 
 
+def lstm_topk_bptt(gates: Tensor, cells: Tensor, d_out: Tensor, w_hh: Tensor, batch_sizes: list[int], k: int,
+                   per_gate: bool) -> tuple[Tensor, Tensor, Tensor] | None:
+    """The LSTM's whole backward time loop with top-k per example, compiled; None where there is no kernel.
+
+    Returns dL/dz (T, B, 4h) and the kept (indices, values) of every real token, time-major.
+    """
+    kernel = _kernel(gates)
+    if kernel is None or gates.dtype not in (torch.float32, torch.float64):
+        return None
+    sizes = torch.tensor(batch_sizes, dtype=torch.long)
+    return tuple(kernel.lstm_topk_bptt(gates, cells, d_out, w_hh, sizes, k, per_gate))
+
+
 def main() -> None:
     """Build the extension now (``make install`` runs this) and say whether it works."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")

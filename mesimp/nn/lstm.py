@@ -100,34 +100,13 @@ class _MePropLSTMFunction(torch.autograd.Function):
         width = 4 * hidden
         start = clock(d_out) if layer._report_hooks else 0.0
         k = layer.effective_k
-        dZ = d_out.new_zeros(steps, batch, width)  # dense dL/dz, for the bias and the dense path
-        kept_idx: list[Tensor] = []
-        kept_val: list[Tensor] = []
-        dh = d_out.new_zeros(batch, hidden)
-        dc = d_out.new_zeros(batch, hidden)
-        for t in reversed(range(steps)):
-            b = batch_sizes[t]
-            i, f, g, o = A[t, :b].chunk(4, dim=1)
-            tanh_c = torch.tanh(C[t + 1, :b])
-            dh_t = d_out[t, :b] + dh[:b]
-            dc_t = dc[:b] + dh_t * o * (1 - tanh_c * tanh_c)
-            dz = dZ[t, :b]
-            torch.mul(dc_t * g, i * (1 - i), out=dz[:, :hidden])
-            torch.mul(dc_t * C[t, :b], f * (1 - f), out=dz[:, hidden : 2 * hidden])
-            torch.mul(dc_t * i, 1 - g * g, out=dz[:, 2 * hidden : 3 * hidden])
-            torch.mul(dh_t * tanh_c, o * (1 - o), out=dz[:, 3 * hidden :])
-            dc[:b] = dc_t * f
-            if k is None:
-                dh[:b] = dz @ w_hh
-                continue
-            idx, val = _keep_gates(dz, k, layer)
-            if idx.dim() == 1:  # one set for the minibatch: small dense products
-                dh[:b] = val @ w_hh.index_select(0, idx)
-                idx = idx.expand(b, -1)
-            else:
-                dh[:b] = kernels.kept_times_weight(idx, val, w_hh)
-            kept_idx.append(idx)
-            kept_val.append(val)
+        compiled = None
+        if k is not None and layer.scope == "example" and layer.select == "topk":
+            compiled = kernels.lstm_topk_bptt(A, C, d_out, w_hh, batch_sizes, k, layer.gates == "per_gate")
+        if compiled is not None:
+            dZ, indices, values = compiled
+        else:
+            dZ, indices, values = _time_loop(d_out, w_hh, A, C, batch_sizes, k, layer)
         need_x, need_ih, need_hh, need_b = ctx.needs_input_grad[:4]
         x_flat = x.reshape(steps * batch, -1)
         h_prev = H[:-1].reshape(steps * batch, hidden)
@@ -139,8 +118,6 @@ class _MePropLSTMFunction(torch.autograd.Function):
             dw_hh = dz_flat.t() @ h_prev if need_hh else None
             db = dz_flat.sum(0) if need_b else None
         else:
-            indices = torch.cat(kept_idx[::-1])  # token order: time-major, as the flat views
-            values = torch.cat(kept_val[::-1]).contiguous()
             tokens = _token_positions(batch_sizes, batch, d_out.device)
             dx = None
             if need_x:
@@ -153,6 +130,45 @@ class _MePropLSTMFunction(torch.autograd.Function):
         if layer._report_hooks:
             layer._report(BackwardReport(indices, sum(batch_sizes), width, clock(d_out) - start))
         return dx, dw_ih, dw_hh, db, None, None
+
+
+def _time_loop(d_out: Tensor, w_hh: Tensor, A: Tensor, C: Tensor, batch_sizes: list[int], k: int | None,
+               layer: "MePropLSTM") -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """The backward time loop in PyTorch: dL/dz (T, B, 4h) and, with k, the kept entries of every real token."""
+    steps, batch, hidden = d_out.shape
+    width = 4 * hidden
+    dZ = d_out.new_zeros(steps, batch, width)  # dense dL/dz, for the bias and the dense path
+    kept_idx: list[Tensor] = []
+    kept_val: list[Tensor] = []
+    dh = d_out.new_zeros(batch, hidden)
+    dc = d_out.new_zeros(batch, hidden)
+    for t in reversed(range(steps)):
+        b = batch_sizes[t]
+        i, f, g, o = A[t, :b].chunk(4, dim=1)
+        tanh_c = torch.tanh(C[t + 1, :b])
+        dh_t = d_out[t, :b] + dh[:b]
+        dc_t = dc[:b] + dh_t * o * (1 - tanh_c * tanh_c)
+        dz = dZ[t, :b]
+        torch.mul(dc_t * g, i * (1 - i), out=dz[:, :hidden])
+        torch.mul(dc_t * C[t, :b], f * (1 - f), out=dz[:, hidden : 2 * hidden])
+        torch.mul(dc_t * i, 1 - g * g, out=dz[:, 2 * hidden : 3 * hidden])
+        torch.mul(dh_t * tanh_c, o * (1 - o), out=dz[:, 3 * hidden :])
+        dc[:b] = dc_t * f
+        if k is None:
+            dh[:b] = dz @ w_hh
+            continue
+        idx, val = _keep_gates(dz, k, layer)
+        if idx.dim() == 1:  # one set for the minibatch: small dense products
+            dh[:b] = val @ w_hh.index_select(0, idx)
+            idx = idx.expand(b, -1)
+        else:
+            dh[:b] = kernels.kept_times_weight(idx, val, w_hh)
+        kept_idx.append(idx)
+        kept_val.append(val)
+    if k is None:
+        return dZ, None, None
+    # token order: time-major, as the flat views
+    return dZ, torch.cat(kept_idx[::-1]), torch.cat(kept_val[::-1]).contiguous()
 
 
 def _token_positions(batch_sizes: list[int], batch: int, device) -> Tensor:

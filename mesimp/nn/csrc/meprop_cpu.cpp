@@ -27,9 +27,34 @@ void check_pairs(const at::Tensor& indices, const at::Tensor& values) {
 
 }  // namespace
 
-// The k entries of largest magnitude of each row of dy (rows, width): (indices int64, values), unsorted.
+// Writes to ``out`` the positions of the k entries of largest magnitude of row[0..width), in no order.
 // Small k: one pass that keeps the k best so far and replaces the weakest (about k log(width/k) replacements);
-// larger k: nth_element on a copy of the magnitudes. Ties go to the lower index in the first case.
+// larger k: nth_element over the positions. Ties go to the lower position in the first case.
+template <typename scalar_t>
+void top_magnitudes(const scalar_t* row, int64_t width, int64_t k, int64_t* out, std::vector<scalar_t>& best,
+                    std::vector<int32_t>& order) {
+  if (k <= kSmallK) {
+    best.resize(k);
+    for (int64_t j = 0; j < k; ++j) { best[j] = std::abs(row[j]); out[j] = j; }
+    int64_t weakest = std::min_element(best.begin(), best.end()) - best.begin();
+    for (int64_t j = k; j < width; ++j) {
+      const scalar_t m = std::abs(row[j]);
+      if (m > best[weakest]) {
+        best[weakest] = m;
+        out[weakest] = j;
+        weakest = std::min_element(best.begin(), best.end()) - best.begin();
+      }
+    }
+    return;
+  }
+  order.resize(width);
+  std::iota(order.begin(), order.end(), 0);
+  std::nth_element(order.begin(), order.begin() + (k - 1), order.end(),
+                   [&](int32_t a, int32_t b) { return std::abs(row[a]) > std::abs(row[b]); });
+  std::copy(order.begin(), order.begin() + k, out);
+}
+
+// The k entries of largest magnitude of each row of dy (rows, width): (indices int64, values), unsorted.
 std::vector<at::Tensor> topk_rows(const at::Tensor& dy, int64_t k) {
   TORCH_CHECK(dy.dim() == 2 && !dy.is_cuda(), "dy must be a 2-D CPU tensor");
   const auto src = dy.contiguous();
@@ -42,31 +67,12 @@ std::vector<at::Tensor> topk_rows(const at::Tensor& dy, int64_t k) {
     int64_t* out_i = indices.data_ptr<int64_t>();
     scalar_t* out_v = values.data_ptr<scalar_t>();
     at::parallel_for(0, rows, 16, [&](int64_t begin, int64_t end) {
-      std::vector<scalar_t> best(k), magnitude(k > kSmallK ? width : 0);
-      std::vector<int64_t> where(k);
-      std::vector<int32_t> order(k > kSmallK ? width : 0);
+      std::vector<scalar_t> best;
+      std::vector<int32_t> order;
       for (int64_t r = begin; r < end; ++r) {
         const scalar_t* row = d + r * width;
         int64_t* ri = out_i + r * k;
-        if (k <= kSmallK) {
-          for (int64_t j = 0; j < k; ++j) { best[j] = std::abs(row[j]); where[j] = j; }
-          int64_t weakest = std::min_element(best.begin(), best.end()) - best.begin();
-          for (int64_t j = k; j < width; ++j) {
-            const scalar_t m = std::abs(row[j]);
-            if (m > best[weakest]) {
-              best[weakest] = m;
-              where[weakest] = j;
-              weakest = std::min_element(best.begin(), best.end()) - best.begin();
-            }
-          }
-          std::copy(where.begin(), where.end(), ri);
-        } else {
-          for (int64_t j = 0; j < width; ++j) magnitude[j] = std::abs(row[j]);
-          std::iota(order.begin(), order.end(), 0);
-          std::nth_element(order.begin(), order.begin() + (k - 1), order.end(),
-                           [&](int32_t a, int32_t b) { return magnitude[a] > magnitude[b]; });
-          std::copy(order.begin(), order.begin() + k, ri);
-        }
+        top_magnitudes(row, width, k, ri, best, order);
         for (int64_t j = 0; j < k; ++j) out_v[r * k + j] = row[ri[j]];
       }
     });
@@ -140,7 +146,88 @@ at::Tensor kept_t_times_input(const at::Tensor& indices, const at::Tensor& value
   return out;
 }
 
+// meProp's backward through time of one LSTM layer, top-k per example: the whole time loop in one call.
+// gates (T, B, 4h): activated i, f, g, o; cells (T+1, B, h) with cells[0] = 0; d_out (T, B, h); w_hh (4h, h);
+// batch_sizes (T): rows alive at each step (sorted longest first). Keeps k entries of each row's dL/dz_t (k per
+// gate with per_gate) and sends dL/dh_{t-1} = W_hh^T (kept dz) back. Returns dL/dz (T, B, 4h) in full (for a
+// dense bias gradient), and the kept (indices, values), one row per real token in time-major order.
+std::vector<at::Tensor> lstm_topk_bptt(const at::Tensor& gates, const at::Tensor& cells, const at::Tensor& d_out,
+                                       const at::Tensor& w_hh, const at::Tensor& batch_sizes, int64_t k,
+                                       bool per_gate) {
+  const auto A = gates.contiguous(), C = cells.contiguous(), D = d_out.contiguous(), W = w_hh.contiguous();
+  const auto bs = batch_sizes.contiguous();
+  TORCH_CHECK(bs.scalar_type() == at::kLong && !A.is_cuda(), "CPU tensors and int64 batch sizes only");
+  const int64_t steps = A.size(0), batch = A.size(1), width = A.size(2), hidden = width / 4;
+  const int64_t kept = per_gate ? 4 * k : k;
+  const int64_t* sizes = bs.data_ptr<int64_t>();
+  std::vector<int64_t> first_token(steps + 1, 0);
+  for (int64_t t = 0; t < steps; ++t) first_token[t + 1] = first_token[t] + sizes[t];
+  auto dz_all = at::zeros({steps, batch, width}, A.options());
+  auto indices = at::empty({first_token[steps], kept}, A.options().dtype(at::kLong));
+  auto values = at::empty({first_token[steps], kept}, A.options());
+  auto dh = at::zeros({batch, hidden}, A.options());
+  auto dc = at::zeros({batch, hidden}, A.options());
+  AT_DISPATCH_FLOATING_TYPES(A.scalar_type(), "lstm_topk_bptt", [&] {
+    const scalar_t* a = A.data_ptr<scalar_t>();
+    const scalar_t* c = C.data_ptr<scalar_t>();
+    const scalar_t* d = D.data_ptr<scalar_t>();
+    const scalar_t* w = W.data_ptr<scalar_t>();
+    scalar_t* dz_base = dz_all.data_ptr<scalar_t>();
+    int64_t* out_i = indices.data_ptr<int64_t>();
+    scalar_t* out_v = values.data_ptr<scalar_t>();
+    scalar_t* DH = dh.data_ptr<scalar_t>();
+    scalar_t* DC = dc.data_ptr<scalar_t>();
+    for (int64_t t = steps - 1; t >= 0; --t) {
+      // rows are independent within a step; a few rows per task keeps small batches on one thread
+      at::parallel_for(0, sizes[t], 4, [&](int64_t begin, int64_t end) {
+        std::vector<scalar_t> best;
+        std::vector<int32_t> order;
+        for (int64_t r = begin; r < end; ++r) {
+          const scalar_t* ar = a + (t * batch + r) * width;
+          const scalar_t* cr = c + ((t + 1) * batch + r) * hidden;
+          const scalar_t* cp = c + (t * batch + r) * hidden;
+          const scalar_t* dr = d + (t * batch + r) * hidden;
+          scalar_t* dz = dz_base + (t * batch + r) * width;
+          scalar_t* dhr = DH + r * hidden;
+          scalar_t* dcr = DC + r * hidden;
+          for (int64_t u = 0; u < hidden; ++u) {
+            const scalar_t i = ar[u], f = ar[hidden + u], g = ar[2 * hidden + u], o = ar[3 * hidden + u];
+            const scalar_t tc = std::tanh(cr[u]);
+            const scalar_t dh_t = dr[u] + dhr[u];
+            const scalar_t dc_t = dcr[u] + dh_t * o * (1 - tc * tc);
+            dz[u] = dc_t * g * i * (1 - i);
+            dz[hidden + u] = dc_t * cp[u] * f * (1 - f);
+            dz[2 * hidden + u] = dc_t * i * (1 - g * g);
+            dz[3 * hidden + u] = dh_t * tc * o * (1 - o);
+            dcr[u] = dc_t * f;
+          }
+          const int64_t token = first_token[t] + r;
+          int64_t* ri = out_i + token * kept;
+          scalar_t* rv = out_v + token * kept;
+          if (per_gate) {
+            for (int64_t gate = 0; gate < 4; ++gate) {
+              top_magnitudes(dz + gate * hidden, hidden, k, ri + gate * k, best, order);
+              for (int64_t j = 0; j < k; ++j) ri[gate * k + j] += gate * hidden;
+            }
+          } else {
+            top_magnitudes(dz, width, k, ri, best, order);
+          }
+          std::fill(dhr, dhr + hidden, scalar_t(0));
+          for (int64_t j = 0; j < kept; ++j) {
+            const scalar_t v = dz[ri[j]];
+            rv[j] = v;
+            const scalar_t* wrow = w + ri[j] * hidden;
+            for (int64_t u = 0; u < hidden; ++u) dhr[u] += v * wrow[u];
+          }
+        }
+      });
+    }
+  });
+  return {dz_all, indices, values};
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("lstm_topk_bptt", &lstm_topk_bptt, "meProp LSTM backward through time, top-k per example");
   m.def("topk_rows", &topk_rows, "top-k by magnitude of each row");
   m.def("kept_times_weight", &kept_times_weight, "dL/dx from k kept entries per row");
   m.def("kept_t_times_input", &kept_t_times_input, "dL/dW from k kept entries per row");
