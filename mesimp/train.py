@@ -49,14 +49,15 @@ def fail(message: str) -> None:
     sys.exit(2)
 
 
-def check_task_override(args: list[str]) -> None:
+def check_choice_overrides(args: list[str]) -> None:
     """Hydra's own message for an unknown config group option is a page long; say it in one line."""
-    known = sorted(path.stem for path in (CONFIG_DIR / "task").glob("*.yaml"))
-    for arg in args:
-        if arg.startswith("task="):
-            unknown = [name for name in arg.split("=", 1)[1].split(",") if name not in known]
-            if unknown:
-                fail(f"unknown task {unknown[0]!r}; known: {', '.join(known)}")
+    for group in ("task", "experiment"):
+        known = sorted(path.stem for path in (CONFIG_DIR / group).glob("*.yaml"))
+        for arg in args:
+            if arg.lstrip("+").startswith(f"{group}="):
+                unknown = [name for name in arg.split("=", 1)[1].split(",") if name not in known]
+                if unknown:
+                    fail(f"unknown {group} {unknown[0]!r}; known: {', '.join(known)}")
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
@@ -75,7 +76,7 @@ def hydra_main(cfg: TrainConfig) -> None:
 
 
 def main() -> None:
-    check_task_override(sys.argv[1:])
+    check_choice_overrides(sys.argv[1:])
     hydra_main()
 
 
