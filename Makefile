@@ -1,6 +1,10 @@
 # mesimp: `make help` lists the targets.
 PYTHON ?= python
 ARGS ?=
+# make reproduce-tables: FAST=1 for the reduced grid; LAUNCHER=local (joblib), slurm or basic; JOBS runs at a time
+FAST ?=
+LAUNCHER ?= local
+JOBS ?= 2
 
 .PHONY: help install test test-all train sweep bench reproduce-tables clean
 
@@ -27,10 +31,8 @@ sweep:  ## a k sweep (Hydra multirun): make sweep ARGS="k=10,20,40,80"
 bench:  ## the speed suite, dense vs meProp side by side: make bench ARGS="--groups layer,lstm --json b.json"
 	$(PYTHON) -m mesimp.bench $(ARGS)
 
-reproduce-tables:  ## the paper's tables from real runs: NOT YET (issue #6); exits non-zero
-	@echo "make reproduce-tables is not implemented yet: it arrives with issue #6 (the paper's tables)." >&2
-	@echo "Until then, run single experiments with 'make train' and sweeps with 'make sweep'." >&2
-	@exit 2
+reproduce-tables:  ## the paper's tables and figures from real runs into results/paper/ (resumable; FAST=1: a reduced grid in minutes, into runs/fast/report/)
+	$(PYTHON) -m mesimp.report.reproduce $(if $(filter 1 yes true,$(FAST)),--fast) --launcher $(LAUNCHER) --jobs $(JOBS) $(ARGS)
 
 clean:  ## remove run outputs, caches and build files (not results/)
 	rm -rf runs multirun outputs build *.egg-info .pytest_cache

@@ -71,7 +71,9 @@ def _paper_at(paper: dict, x: Optional[float]) -> Optional[float]:
 
 def write_plot(plot: Plot, found: list[Point], out: Path, draw: bool, bench: list[BenchFile]) -> list[Path]:
     csv_path = out / f"{plot.name}.csv"
-    write_csv(csv_path, [{"figure": plot.name, **vars(p)} for p in found])
+    write_csv(csv_path, [{"figure": plot.name, "series": p.series, "setting": p.setting, "x": p.x,
+                          "ours_mean": p.mean, "ours_std": p.std, "runs": p.n, "runs_expected": p.expected,
+                          "paper": p.paper, "missing": p.missing} for p in found])
     if not draw:
         return [csv_path]
     plt = _pyplot()

@@ -22,15 +22,16 @@ import time
 from pathlib import Path
 
 from mesimp.errors import UserError
+from mesimp.report.bench import BENCH_DIR
 from mesimp.report.build import build, every_runs, experiments
-from mesimp.report.plan import DEFAULT_OUT, DEFAULT_ROOT, FAST_BENCH_ARGS, FAST_OUT, FAST_ROOT, extras_from
+from mesimp.report.plan import BENCH_ARGS, DEFAULT_OUT, DEFAULT_ROOT, FAST_BENCH_ARGS, FAST_OUT, FAST_ROOT, \
+    extras_from
 from mesimp.report.runs import load_run
 from mesimp.report.sweep import CONFIG_DIR, Extras, Job, check_experiment, expand, experiment_task, is_hydra, \
     same_size_job
 from mesimp.train import fail
 
 BENCH = "bench"  # --only's name for the benchmark of Tables 7-8
-BENCH_FILE = Path(BENCH) / "cpu.json"
 LAUNCHER_PLUGINS = {"local": "hydra_plugins.hydra_joblib_launcher", "slurm": "hydra_plugins.hydra_submitit_launcher",
                     "slurm_local": "hydra_plugins.hydra_submitit_launcher"}
 EXTRAS = {"local": "sweep", "slurm": "slurm", "slurm_local": "slurm"}
@@ -119,12 +120,17 @@ class Reproduction:
         self.execute(name, what, command, self.root / "logs" / f"{_log_name(name, log)}.log")
 
     def bench(self) -> None:
-        path = self.root / BENCH_FILE
-        if path.exists():
-            print(f"{BENCH}: {path} exists")
-            return
-        command = [sys.executable, "-m", "mesimp.bench", "--json", str(path), *(FAST_BENCH_ARGS if self.fast else ())]
-        self.execute(BENCH, "Tables 7-8", command, self.root / "logs" / f"{BENCH}.log")
+        """Tables 7-8: the benchmark on the CPU, and on the GPU where there is one; alone, after the sweeps."""
+        import torch
+
+        for device in ("cpu", *(("cuda",) if torch.cuda.is_available() else ())):
+            path = self.root / BENCH_DIR / f"{device}.json"
+            if path.exists():
+                print(f"{BENCH}: {path} exists")
+                continue
+            command = [sys.executable, "-m", "mesimp.bench", "--device", device, "--json", str(path),
+                       *(FAST_BENCH_ARGS if self.fast else BENCH_ARGS)]
+            self.execute(f"{BENCH} ({device})", "Tables 7-8", command, self.root / "logs" / f"{BENCH}.{device}.log")
 
     def execute(self, name: str, what: str, command: list[str], log: Path) -> None:
         printable = shlex.join(command[1:])

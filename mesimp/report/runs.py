@@ -48,7 +48,7 @@ def load_run(root: Path, job: Job) -> RunRecord:
         try:
             return RunRecord(job, path, Status.finished, json.loads(metrics_path.read_text()))
         except (OSError, ValueError) as err:
-            return RunRecord(job, path, Status.failed, reason=_short(f"unreadable {METRICS}: {err}"))
+            return RunRecord(job, path, Status.failed, reason=_short(f"failed: unreadable {METRICS}: {err}"))
     if not path.is_dir():
         return RunRecord(job, path, Status.missing, reason="not run")
     status, reason = _reason_from_log(path / LOG)

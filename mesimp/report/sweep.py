@@ -9,6 +9,7 @@ table needs, finished or not, and finds each in ``<root>/<task>/<run name>`` exa
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from hydra._internal.config_loader_impl import get_overrides_dirname
@@ -109,13 +110,14 @@ def make_job(overrides: list[str]) -> Job:
     return Job(tuple(overrides), values.get("task", DEFAULT_TASK), run_name(dirname))
 
 
-def expand(name: str, extras: Extras = Extras()) -> list[Job]:
+@lru_cache(maxsize=None)  # a report expands each experiment for many rows; the files do not change meanwhile
+def expand(name: str, extras: Extras = Extras()) -> tuple[Job, ...]:
     """The jobs of ``python -m mesimp.train -m +experiment=NAME EXTRAS...``: command-line overrides win over the
     experiment's sweep for the same key, as in Hydra."""
     # hydra.* overrides (launcher settings) configure Hydra, not the run: Hydra keeps them out of the jobs too
     extra = [o for o in extras.for_task(experiment_task(name)) if not is_hydra(o)]
     batches = BasicSweeper.split_arguments(_parse([*sweep_params(name), *extra]), max_batch_size=None)
-    return [make_job(overrides) for overrides in batches[0]]
+    return tuple(make_job(overrides) for overrides in batches[0])
 
 
 def is_hydra(override: str) -> bool:

@@ -1,0 +1,85 @@
+"""The experiment configs: each composes into valid runs, names them as Hydra does, changes nothing but the
+sweep, and the runs that two tables share are the same directories."""
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf, open_dict
+
+from mesimp.config import validate
+from mesimp.errors import UserError
+from mesimp.report.build import experiments
+from mesimp.report.sweep import EXPERIMENT_DIR, Extras, expand, experiment_names, make_job, same_size_job
+from mesimp.train import CONFIG_DIR, run_name
+from tests.helpers import assert_one_line_error, train
+
+
+def _compose(overrides):
+    cfg = compose(config_name="train", overrides=list(overrides), return_hydra_config=True)
+    name = run_name(cfg.hydra.job.override_dirname)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg, name
+
+
+@pytest.mark.parametrize("experiment", experiment_names())
+def test_experiment_composes_and_names_its_runs_as_hydra(experiment):
+    jobs = expand(experiment)
+    assert jobs
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        for job in jobs:
+            if job.values.get("seed", "1") != "1":
+                continue  # seeds change neither composition nor naming
+            cfg, name = _compose([f"+experiment={experiment}", *job.overrides])
+            assert name == job.name and cfg.task == job.task
+            validate(OmegaConf.to_object(cfg))  # the runner's own cross-field checks
+        # the experiment only names a sweep: a job's config and directory are those of the plain command line
+        first = jobs[0].overrides
+        assert _compose(first) == _compose([f"+experiment={experiment}", *first])
+
+
+def test_sweep_values_are_written_as_overrides():
+    """Hydra turns a YAML null into the string 'None' and a YAML list into its repr: sweeps must be strings."""
+    for path in EXPERIMENT_DIR.glob("*.yaml"):
+        params = OmegaConf.load(path).hydra.sweeper.params
+        for key, value in params.items():
+            assert isinstance(value, (str, int, float)) and not isinstance(value, bool), (path.name, key, value)
+
+
+def test_the_report_reads_every_experiment():
+    assert sorted(experiments()) == experiment_names()
+
+
+def test_runs_shared_between_tables_are_the_same_directories():
+    def paths(name, **where):
+        return {job.path(CONFIG_DIR) for job in expand(name) if all(job.values[k] == v for k, v in where.items())}
+
+    assert paths("table1_adam_mnist", k="20") <= paths("fig4_topk")
+    assert paths("readme_a_mnist") <= paths("fig4_topk")
+    assert paths("table3_mnist") <= paths("fig4_hk")
+
+
+def test_extras_win_per_task_and_hydra_settings_name_no_run():
+    extras = Extras(("seed=1", "parse:data.name=null", "parse:data.train=/wsj/train.conllu", "pos:epochs=1",
+                     "hydra.launcher.partition=cpu"))
+    parse = expand("table1_adam_parse", extras)
+    assert [job.name for job in parse] == ["data.name=null,data.train=_wsj_train.conllu,k=null,seed=1",
+                                           "data.name=null,data.train=_wsj_train.conllu,k=20,seed=1"]
+    mnist = expand("table1_adam_mnist", extras)
+    assert len(mnist) == 2 and all("epochs" not in job.values for job in mnist)
+
+
+def test_same_size_twin_keeps_the_settings_and_drops_simplification():
+    job = expand("readme_b_mnist_mesimp")[0]
+    twin = same_size_job(job, [325, 243])
+    assert twin == make_job(["task=mnist", "batch_size=100", "seed=1", "k=null", "model.hidden=[325,243]"])
+    assert twin.name == "batch_size=100,k=null,model.hidden=[325,243],seed=1"
+
+
+@pytest.mark.parametrize("bad", [("nope",), ("parsing:k=1",), ("k",)])
+def test_bad_input_is_a_user_error(bad):
+    with pytest.raises(UserError):
+        expand(*bad) if bad == ("nope",) else Extras(bad)
+
+
+def test_unknown_experiment_on_the_command_line_is_one_line(tmp_path):
+    assert_one_line_error(train("-m", "+experiment=table9", runs=tmp_path), "unknown experiment 'table9'")
