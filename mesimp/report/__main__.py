@@ -12,7 +12,7 @@ from pathlib import Path
 
 from mesimp.errors import UserError
 from mesimp.report.build import build
-from mesimp.report.plan import DEFAULT_OUT, DEFAULT_ROOT, FAST, FAST_OUT, FAST_ROOT, extras_from
+from mesimp.report.plan import DEFAULT_OUT, DEFAULT_ROOT, FAST_OUT, FAST_ROOT, extras_from
 from mesimp.train import fail
 
 

@@ -70,6 +70,8 @@ def _record(job: Job, root: Path, same_size: bool) -> RunRecord:
     if not record.finished:
         return RunRecord(job, record.path, Status.missing,
                          reason=f"waits for its meSimp run ({record.reason})")
+    if not record.metrics.get("hidden_dims"):
+        return RunRecord(job, record.path, Status.failed, reason="its meSimp run's metrics.json has no hidden_dims")
     return load_run(root, same_size_job(job, record.metrics["hidden_dims"]))
 
 

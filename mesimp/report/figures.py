@@ -88,7 +88,8 @@ def write_plot(plot: Plot, found: list[Point], out: Path, draw: bool, bench: lis
 def _draw_series(ax, plot: Plot, found: list[Point]) -> None:
     for index, series in enumerate(plot.series):
         color = f"C{index}"
-        mine = sorted((p for p in found if p.series == series.label and p.mean is not None), key=lambda p: p.x)
+        mine = sorted((p for p in found if p.series == series.label and p.mean is not None and p.x is not None),
+                      key=lambda p: p.x)
         ax.errorbar([p.x for p in mine], [p.mean for p in mine], yerr=[p.std or 0.0 for p in mine], marker="o",
                     color=color, capsize=3, label=f"{series.label} (ours)")
         if series.paper:
@@ -141,12 +142,12 @@ def write_dims(panels: tuple[tuple[str, Runs, float], ...], root: Path, extras: 
         for setting, run_records in collect(runs, root, extras):
             for record in run_records:
                 seed = record.job.values.get("seed", "")
-                if not record.finished:
+                metrics = record.metrics or {}
+                if not (metrics.get("hidden_dims") and metrics.get("steps") and metrics.get("epochs_run")):
                     records.append({"task": title, "setting": setting, "seed": seed, "epoch": None, "layer": None,
-                                    "width": None, "missing": record.reason})
+                                    "width": None, "missing": record.reason or "no widths in metrics.json"})
                     continue
-                metrics = record.metrics
-                steps_per_epoch = metrics["steps"] / max(metrics["epochs_run"], 1)
+                steps_per_epoch = metrics["steps"] / metrics["epochs_run"]
                 history = [{"step": 0, "dims": _configured_widths(record)}, *metrics.get("dims_history", [])]
                 for layer in range(len(metrics["hidden_dims"])):
                     xs = [entry["step"] / steps_per_epoch for entry in history]

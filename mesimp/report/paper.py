@@ -67,7 +67,8 @@ TABLE1 = Table(
 )
 
 TABLE2 = Table(
-    "table2", "Table 2: Overall forward propagation time vs. overall back propagation time (Adam)", "paper.md §3.1 Table 2",
+    "table2", "Table 2: Overall forward propagation time vs. overall back propagation time (Adam)",
+    "paper.md §3.1 Table 2",
     (FORWARD, BACKWARD, OVERALL),
     (
         Row("POS-Tag (Adam)", "LSTM (h=500)", runs("table1_adam_pos", "k=null"),
@@ -106,7 +107,8 @@ TABLE3 = Table(
 )
 
 TABLE4 = Table(
-    "table4", "Table 4: Adding the dropout technique (Adam; MNIST dropout 0.2, the others 0.5)", "paper.md §3.1 Table 4",
+    "table4", "Table 4: Adding the dropout technique (Adam; MNIST dropout 0.2, the others 0.5)",
+    "paper.md §3.1 Table 4",
     (TEST,),
     (
         Row("POS-Tag (Adam)", "LSTM (h=500), dropout 0.5", runs("table4_pos", "k=null"), {"test": 97.20}),
@@ -179,8 +181,8 @@ README_A = Table(
 )
 
 README_B = Table(
-    "readme_b", "README-B: the authors' meSimp summary (Adam, CPU, test set), and networks of meSimp's final size trained "
-    "from scratch", "paper.md §3.2 README-B",
+    "readme_b", "README-B: the authors' meSimp summary (Adam, CPU, test set), and networks of meSimp's final size "
+    "trained from scratch", "paper.md §3.2 README-B",
     (WIDTH, TEST, FINAL_TEST),
     (
         Row("Parsing", "MLP 500d", runs("table1_adam_parse", "k=null"), {"width": 500, "test": 89.80}),

@@ -27,8 +27,7 @@ from mesimp.report.build import build, every_runs, experiments
 from mesimp.report.plan import BENCH_ARGS, DEFAULT_OUT, DEFAULT_ROOT, FAST_BENCH_ARGS, FAST_OUT, FAST_ROOT, \
     extras_from
 from mesimp.report.runs import load_run
-from mesimp.report.sweep import CONFIG_DIR, Extras, Job, check_experiment, expand, experiment_task, is_hydra, \
-    same_size_job
+from mesimp.report.sweep import CONFIG_DIR, check_experiment, expand, experiment_task, is_hydra, same_size_job
 from mesimp.train import fail
 
 BENCH = "bench"  # --only's name for the benchmark of Tables 7-8
@@ -90,9 +89,8 @@ class Reproduction:
         if not todo:
             print(f"{name}: all {len(jobs)} runs finished")
             return
-        task = experiment_task(name)
-        self.launch(name, f"{len(todo)} of {len(jobs)} runs to go", [f"+experiment={name}", *self.hydra_args(),
-                                                                       *self.extras.for_task(task)])
+        overrides = [f"+experiment={name}", *self.hydra_args(), *self.extras.for_task(experiment_task(name))]
+        self.launch(name, f"{len(todo)} of {len(jobs)} runs to go", overrides, log_name=name)
 
     def same_size(self) -> None:
         """Full-backprop networks of each finished meSimp run's final widths (README-B's same-size rows)."""
@@ -101,13 +99,14 @@ class Reproduction:
         for runs in sources:
             for job in expand(runs.experiment, self.extras):
                 record = load_run(self.root, job)
-                if not record.finished:
-                    continue  # the report says the same-size run waits for it
+                if not record.finished or not record.metrics.get("hidden_dims"):
+                    continue  # the report says why the same-size run is missing
                 twin = same_size_job(job, record.metrics["hidden_dims"])
                 if not load_run(self.root, twin).finished:
                     hydra = [o for o in self.extras.for_task(twin.task) if is_hydra(o)]
                     self.launch(f"same size as {job.task}/{job.name}", "1 run",
-                                [*self.hydra_args(), *hydra, *twin.overrides], log=twin)
+                                [*self.hydra_args(), *hydra, *twin.overrides],
+                                log_name=f"same_size.{twin.task}.{twin.name}")
 
     def hydra_args(self) -> list[str]:
         """The launcher, and one thread per run (--jobs runs share the cores). The user's hydra.* overrides
@@ -115,9 +114,9 @@ class Reproduction:
         jobs = [f"hydra.launcher.n_jobs={self.jobs}"] if self.launcher == "local" else []
         return [f"hydra/launcher={self.launcher}", *jobs, "threads=1"]
 
-    def launch(self, name: str, what: str, overrides: list[str], log: Job | None = None) -> None:
+    def launch(self, name: str, what: str, overrides: list[str], log_name: str) -> None:
         command = [sys.executable, "-m", "mesimp.train", "-m", *overrides]
-        self.execute(name, what, command, self.root / "logs" / f"{_log_name(name, log)}.log")
+        self.execute(name, what, command, self.root / "logs" / f"{log_name}.log")
 
     def bench(self) -> None:
         """Tables 7-8: the benchmark on the CPU, and on the GPU where there is one; alone, after the sweeps."""
@@ -151,10 +150,6 @@ class Reproduction:
             self.failed.append(name)
 
 
-def _log_name(name: str, job: Job | None) -> str:
-    return f"same_size.{job.task}.{job.name}" if job else name
-
-
 def _selection(only: str | None) -> list[str]:
     # cheap tasks first, so that a long reproduction has whole tables early
     order = {"mnist": 0, "parse": 1, "pos": 2}
@@ -165,8 +160,6 @@ def _selection(only: str | None) -> list[str]:
     for name in chosen:
         if name != BENCH:
             check_experiment(name)
-            if name not in every:
-                raise UserError(f"experiment {name!r} is in no table or figure of the report")
     return chosen
 
 
@@ -186,6 +179,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(Reproduction(parse_args(argv)).run())
     except UserError as err:
         fail(str(err))
+    except KeyboardInterrupt:
+        print("interrupted: the same command resumes where this one stopped", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -80,10 +80,6 @@ class Table:
     rows: tuple[Row, ...]
     notes: str = ""  # how our protocol differs from the paper's, and why
 
-    @property
-    def experiments(self) -> list[str]:
-        return list(dict.fromkeys(row.runs.experiment for row in self.rows))
-
 
 @dataclass(frozen=True)
 class Series:
@@ -107,8 +103,3 @@ class Plot:
     baseline_paper: Optional[float] = None
     bench_panel: bool = False  # a second panel: the benchmark's layer backward time vs. k (Table 7's results)
     notes: str = ""
-
-    @property
-    def experiments(self) -> list[str]:
-        runs_ = [*(line.runs for line in self.series), *([self.baseline] if self.baseline else [])]
-        return list(dict.fromkeys(r.experiment for r in runs_))

@@ -26,7 +26,8 @@ from mesimp.train import CONFIG_DIR, run_name
 EXPERIMENT_DIR = CONFIG_DIR / "experiment"
 _TRAIN_CONFIG = OmegaConf.load(CONFIG_DIR / "train.yaml")
 # Hydra's defaults (separators) with the project's settings (exclude_keys) on top
-_DIRNAME = OmegaConf.merge(OmegaConf.structured(JobConf.JobConfig.OverrideDirname), _TRAIN_CONFIG.hydra.job.config.override_dirname)
+_DIRNAME = OmegaConf.merge(OmegaConf.structured(JobConf.JobConfig.OverrideDirname),
+                           _TRAIN_CONFIG.hydra.job.config.override_dirname)
 DEFAULT_TASK = next(entry["task"] for entry in _TRAIN_CONFIG.defaults if OmegaConf.is_dict(entry) and "task" in entry)
 
 
@@ -60,9 +61,6 @@ class Extras:
             task = _task_prefix(override)
             if task is None and ":" in override.split("=", 1)[0]:
                 raise UserError(f"unknown task in {override!r}; known: {', '.join(sorted(TASKS))}")
-
-    def __add__(self, other: Extras) -> Extras:
-        return Extras(self.overrides + other.overrides)
 
     def for_task(self, task: str) -> list[str]:
         picked = []

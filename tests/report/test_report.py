@@ -118,7 +118,8 @@ def test_tables_put_ours_beside_the_paper_with_reasons_for_missing_cells(sweep, 
     rows = read_csv(out / "table1.csv")
     test = next(r for r in rows if r["task"] == "MNIST (Adam)" and r["model"] == "meProp (k=20)"
                 and r["metric"] == "test")
-    assert (test["runs"], test["runs_expected"], test["paper"], test["paper_vs_baseline"]) == ("1", "3", "98.01", "0.19")
+    assert (test["runs"], test["runs_expected"], test["paper"], test["paper_vs_baseline"]) == \
+        ("1", "3", "98.01", "0.19")
     assert float(test["delta"]) == pytest.approx(0.49) and float(test["ours_vs_baseline"]) == pytest.approx(0.30)
 
     # a metric the run does not have is a missing cell, not an error
