@@ -83,3 +83,15 @@ def test_bad_input_is_a_user_error(bad):
 
 def test_unknown_experiment_on_the_command_line_is_one_line(tmp_path):
     assert_one_line_error(train("-m", "+experiment=table9", runs=tmp_path), "unknown experiment 'table9'")
+
+
+def test_slurm_launcher_and_its_local_twin_share_the_job_resources():
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        slurm, twin = (compose(config_name="train", overrides=[f"hydra/launcher={name}"],
+                               return_hydra_config=True).hydra.launcher for name in ("slurm", "slurm_local"))
+    assert slurm._target_.endswith("SlurmLauncher") and twin._target_.endswith("LocalLauncher")
+    resources = OmegaConf.load(CONFIG_DIR / "hydra" / "launcher" / "resources" / "run.yaml")
+    for key, value in resources.items():
+        assert slurm[key] == twin[key] == value
+    assert slurm.max_num_timeout > 0  # runs resume from their checkpoints, so a timed-out job may be resubmitted
