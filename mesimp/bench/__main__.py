@@ -4,7 +4,7 @@
                            [--repeats N] [--json PATH]
 
 Groups: ``layer`` (one linear layer's backward, dense vs every meProp scope and select, over the paper's
-shapes including Table 7's), ``lstm`` (the tagger's LSTM backward, one sentence and 32), ``memory`` (how far one
+shapes including Table 7's), ``mlp`` (Table 8: the whole MNIST MLP at h = 8192), ``lstm`` (the tagger's LSTM backward, one sentence and 32), ``memory`` (how far one
 backward raises peak memory), ``epoch`` (a whole training epoch per task, dense vs meProp, with losses),
 ``decode`` (a meSimp-sized parser against the 500-wide one). ``--quick`` shrinks every group to seconds.
 """
@@ -19,12 +19,12 @@ from pathlib import Path
 
 import torch
 
-from mesimp.bench.layers import LINEAR_CASES, QUICK_CASES, backward_peak_bytes, bench_linear, bench_lstm
+from mesimp.bench.layers import LINEAR_CASES, QUICK_CASES, backward_peak_bytes, bench_linear, bench_lstm, bench_mlp
 from mesimp.bench.tasks import EPOCH_CASES, bench_epoch, bench_parser_decoding
 from mesimp.engine.io import write_json
 from mesimp.nn import kernels
 
-GROUPS = ("layer", "lstm", "memory", "epoch", "decode")
+GROUPS = ("layer", "mlp", "lstm", "memory", "epoch", "decode")
 
 
 def run_groups(groups: list[str], quick: bool, device: torch.device, repeats: int | None) -> list[dict]:
@@ -35,6 +35,10 @@ def run_groups(groups: list[str], quick: bool, device: torch.device, repeats: in
             big = batch * n_in * n_out > 10**10
             results += [asdict(r) for r in bench_linear(case, batch, n_in, n_out, ks, repeats=3 if big else reps,
                                                         warmup=1 if big else max(1, reps // 10), device=device)]
+    if "mlp" in groups:  # Table 8: the MNIST MLP at h = 8192, minibatch 50 (the authors' unified-top-k code)
+        hidden, ks = (1024, [8, 64]) if quick else (8192, [8, 16, 32, 64, 128, 256, 512])
+        results += [asdict(r) for r in bench_mlp("table8", 50, hidden, ks, repeats=3 if not quick else reps,
+                                                 warmup=1, device=device)]
     if "lstm" in groups:
         for case, sentences in (("one-sentence", 1), ("minibatch-32", 32)):
             results += [asdict(r) for r in bench_lstm(case, sentences, [5, 10], reps, max(1, reps // 10), device)]
@@ -54,7 +58,7 @@ def run_groups(groups: list[str], quick: bool, device: torch.device, repeats: in
 
 def format_tables(results: list[dict]) -> str:
     out = []
-    layers = [r for r in results if r["group"] in ("layer", "lstm")]
+    layers = [r for r in results if r["group"] in ("layer", "mlp", "lstm")]
     if layers:
         out += ["| layer | batch (tokens) | in -> out | k | scope | select | dense (ms) | meProp (ms) | ratio | ideal |",
                 "|---|---|---|---|---|---|---|---|---|---|"]

@@ -27,7 +27,7 @@ VARIANTS = [("example", "topk"), ("batch", "topk"), ("example", "random"), ("bat
 
 @dataclass
 class LayerResult:
-    group: str  # "layer" (linear) or "lstm"
+    group: str  # "layer" (one linear layer), "mlp" (a whole MLP) or "lstm"
     case: str
     batch: int
     in_features: int
@@ -79,6 +79,28 @@ def bench_linear(case: str, batch: int, n_in: int, n_out: int, ks: list[int], re
     return [LayerResult("layer", case, batch, n_in, n_out, k, scope, select, times["dense"] * 1e3,
                         times[f"{k}/{scope}/{select}"] * 1e3, times["dense"] / times[f"{k}/{scope}/{select}"],
                         n_out / k)
+            for k in ks for scope, select in variants]
+
+
+def bench_mlp(case: str, batch: int, hidden: int, ks: list[int], repeats: int, warmup: int, device: torch.device,
+              variants=(("batch", "topk"), ("example", "topk"))) -> list[LayerResult]:
+    """Table 8's setting: the whole MNIST MLP 784-h-h-10's backward, meProp on both hidden layers."""
+    torch.manual_seed(0)
+    dense = nn.Sequential(nn.Linear(784, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                          nn.Linear(hidden, 10)).to(device)
+    _dense_grads(dense)
+    x = torch.rand(batch, 784, device=device)  # pixels: no gradient needed
+    dy = torch.randn(batch, 10, device=device)
+    contenders = {"dense": _backward_timer(dense, (x,), dy, device)}
+    for k in ks:
+        for scope, select in variants:
+            sparse = nn.Sequential(*[MePropLinear.from_linear(layer, k, scope=scope, select=select)
+                                     if i in (0, 2) else layer for i, layer in enumerate(dense)])
+            contenders[f"{k}/{scope}/{select}"] = _backward_timer(sparse, (x,), dy, device)
+    times = side_by_side(contenders, repeats, warmup)
+    return [LayerResult("mlp", case, batch, 784, hidden, k, scope, select, times["dense"] * 1e3,
+                        times[f"{k}/{scope}/{select}"] * 1e3, times["dense"] / times[f"{k}/{scope}/{select}"],
+                        hidden / k)
             for k in ks for scope, select in variants]
 
 

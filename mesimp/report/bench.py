@@ -88,7 +88,7 @@ def render_bench(table: BenchTable, files: list[BenchFile], root: Path) -> Rende
                                "over the dense backward.")
     if not files:
         rendered.missing.append(f"no benchmark results in {root / BENCH_DIR} (the reproduce command writes them with "
-                                f"`python -m mesimp.bench --groups layer --json {root / BENCH_DIR / 'cpu.json'}`)")
+                                f"`python -m mesimp.bench --groups layer,mlp --json {root / BENCH_DIR / 'cpu.json'}`)")
     for bench in files:
         results = results_of(table, bench)
         if not results:

@@ -25,7 +25,7 @@ FAST = ("seed=1", "epochs=1", "evals_per_epoch=2", "mnist:data.train_limit=2000"
         "parse:data.name=ptb_wsj_sample", "parse:data.train_limit=500",
         "pos:data.name=ptb_wsj_sample", "pos:data.train_limit=300")
 # Tables 7-8 read the benchmark's layer group only; --quick shrinks it to seconds (without Table 7's shape)
-BENCH_ARGS = ("--groups", "layer")
+BENCH_ARGS = ("--groups", "layer,mlp")
 FAST_BENCH_ARGS = (*BENCH_ARGS, "--quick")
 
 

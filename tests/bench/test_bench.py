@@ -9,10 +9,10 @@ from mesimp.bench.__main__ import main
 
 def test_layer_lstm_and_memory_groups(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    main(["--quick", "--groups", "layer,lstm,memory", "--repeats", "2", "--json", str(out)])
+    main(["--quick", "--groups", "layer,mlp,lstm,memory", "--repeats", "2", "--json", str(out)])
     report = json.loads(out.read_text())
     groups = {r["group"] for r in report["results"]}
-    assert groups == {"layer", "lstm", "memory"} and report["device"] == "cpu"
+    assert groups == {"layer", "mlp", "lstm", "memory"} and report["device"] == "cpu"
     layer = [r for r in report["results"] if r["group"] == "layer"]
     assert {(r["scope"], r["select"]) for r in layer} == {("example", "topk"), ("batch", "topk"),
                                                          ("example", "random"), ("batch", "random")}
