@@ -30,8 +30,9 @@ _state: dict = {"enabled": os.environ.get("MESIMP_KERNELS", "1") != "0", "module
 def _build(verbose: bool = False) -> ModuleType:
     from torch.utils.cpp_extension import load
 
-    return load(name="mesimp_meprop_cpu", sources=[str(SOURCE)], extra_cflags=["-O3", "-march=native"],
-                verbose=verbose)
+    # -fopenmp: at::parallel_for is OpenMP in torch's CPU builds; without it the kernels would run on one thread
+    return load(name="mesimp_meprop_cpu", sources=[str(SOURCE)], extra_cflags=["-O3", "-march=native", "-fopenmp"],
+                extra_ldflags=["-fopenmp"], verbose=verbose)
 
 
 def compiled() -> ModuleType | None:

@@ -17,6 +17,7 @@ namespace {
 
 constexpr int64_t kColumnBlock = 256;  // dL/dW columns per task: a (units x 256) block stays in L2
 constexpr int64_t kSmallK = 64;        // up to this k, top-k is one replace-the-weakest pass
+constexpr int64_t kSkip = 16;          // that pass looks at chunks of this many entries first
 
 void check_pairs(const at::Tensor& indices, const at::Tensor& values) {
   TORCH_CHECK(indices.dim() == 2 && values.dim() == 2 && indices.sizes() == values.sizes(),
@@ -37,7 +38,22 @@ void top_magnitudes(const scalar_t* row, int64_t width, int64_t k, int64_t* out,
     best.resize(k);
     for (int64_t j = 0; j < k; ++j) { best[j] = std::abs(row[j]); out[j] = j; }
     int64_t weakest = std::min_element(best.begin(), best.end()) - best.begin();
-    for (int64_t j = k; j < width; ++j) {
+    int64_t j = k;
+    for (; j + kSkip <= width; j += kSkip) {
+      // Most chunks hold nothing larger than the weakest kept entry: one vectorised max decides, no branches.
+      scalar_t chunk_max = 0;
+      for (int64_t t = 0; t < kSkip; ++t) chunk_max = std::max(chunk_max, std::abs(row[j + t]));
+      if (chunk_max <= best[weakest]) continue;
+      for (int64_t t = j; t < j + kSkip; ++t) {
+        const scalar_t m = std::abs(row[t]);
+        if (m > best[weakest]) {
+          best[weakest] = m;
+          out[weakest] = t;
+          weakest = std::min_element(best.begin(), best.end()) - best.begin();
+        }
+      }
+    }
+    for (; j < width; ++j) {
       const scalar_t m = std::abs(row[j]);
       if (m > best[weakest]) {
         best[weakest] = m;
