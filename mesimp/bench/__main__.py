@@ -15,6 +15,7 @@ import argparse
 import platform
 import sys
 from dataclasses import asdict
+from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -23,6 +24,7 @@ from mesimp.bench.layers import LINEAR_CASES, QUICK_CASES, backward_peak_bytes, 
 from mesimp.bench.tasks import EPOCH_CASES, bench_epoch, bench_parser_decoding
 from mesimp.engine.io import write_json
 from mesimp.nn import kernels
+from mesimp.runner import code_version
 
 GROUPS = ("layer", "mlp", "lstm", "memory", "epoch", "decode")
 
@@ -104,7 +106,8 @@ def main(argv: list[str] | None = None) -> None:
         write_json(args.json, {
             "machine": f"{platform.machine()} {platform.processor() or platform.system()}",
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "torch": torch.__version__, "code_version": code_version(),
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "compiled_kernels": kernels.compiled() is not None, "quick": args.quick, "groups": groups,
             "results": results,
         })
