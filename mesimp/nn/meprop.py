@@ -141,10 +141,14 @@ class _MePropLinearFunction(torch.autograd.Function):
             dw = dy.t() @ x if need_w else None
             db = dy.sum(0) if need_b else None
         elif layer.scope == "batch":
-            indices = select_units(dy, k, "batch", layer.select, layer.generator)
-            kept = dy.index_select(1, indices)  # (rows, k): dense and small
-            dx = kept @ weight.index_select(0, indices) if need_x else None
-            dw = row_sparse_grad(ctx.weight_param, indices, kept.t() @ x) if need_w else None
+            if layer.select == "topk":
+                indices, kept, dx, dw_rows = kernels.unified_backward(dy, x, weight, k, need_x, need_w)
+            else:
+                indices = select_units(dy, k, "batch", layer.select, layer.generator)
+                kept = dy.index_select(1, indices)  # (rows, k): dense and small
+                dx = kept @ weight.index_select(0, indices) if need_x else None
+                dw_rows = kept.t() @ x if need_w else None
+            dw = row_sparse_grad(ctx.weight_param, indices, dw_rows) if need_w else None
             db = bias_grad(dy, kept, indices, layer.bias_grad) if need_b else None
         else:
             indices, values = keep_per_example(dy, k, layer.select, layer.generator)

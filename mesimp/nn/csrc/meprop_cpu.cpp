@@ -242,7 +242,20 @@ std::vector<at::Tensor> lstm_topk_bptt(const at::Tensor& gates, const at::Tensor
   return {dz_all, indices, values};
 }
 
+// The unified (one index set per minibatch) top-k backward of a linear layer, in one call: at small sizes the
+// per-operator dispatch from Python costs as much as the arithmetic. Returns the kept units (k), dy's kept
+// columns (rows, k), dL/dx (rows, in) and the kept rows of dL/dW (k, in); empty tensors for what is not needed.
+std::vector<at::Tensor> unified_backward(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& weight,
+                                         int64_t k, bool need_x, bool need_w) {
+  const auto units = std::get<1>(dy.abs().sum(0).topk(k, 0, /*largest=*/true, /*sorted=*/false));
+  const auto kept = dy.index_select(1, units);
+  auto dx = need_x ? kept.mm(weight.index_select(0, units)) : at::Tensor();
+  auto dw = need_w ? kept.t().mm(x) : at::Tensor();
+  return {units, kept, dx, dw};
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("unified_backward", &unified_backward, "unified top-k backward of a linear layer");
   m.def("lstm_topk_bptt", &lstm_topk_bptt, "meProp LSTM backward through time, top-k per example");
   m.def("topk_rows", &topk_rows, "top-k by magnitude of each row");
   m.def("kept_times_weight", &kept_times_weight, "dL/dx from k kept entries per row");
