@@ -21,6 +21,10 @@ import sys
 import time
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
+from mesimp.data.paths import resolve_data_root
+from mesimp.data.treebank import SPLITS, dataset_files, treebank_files
 from mesimp.errors import UserError
 from mesimp.report.bench import BENCH_DIR
 from mesimp.report.build import build, every_runs, experiments
@@ -31,6 +35,7 @@ from mesimp.report.sweep import CONFIG_DIR, check_experiment, expand, experiment
 from mesimp.train import fail
 
 BENCH = "bench"  # --only's name for the benchmark of Tables 7-8
+TREEBANK_TASKS = ("parse", "pos")
 LAUNCHER_PLUGINS = {"local": "hydra_plugins.hydra_joblib_launcher", "slurm": "hydra_plugins.hydra_submitit_launcher",
                     "slurm_local": "hydra_plugins.hydra_submitit_launcher"}
 EXTRAS = {"local": "sweep", "slurm": "slurm", "slurm_local": "slurm"}
@@ -65,6 +70,7 @@ class Reproduction:
         self.failed: list[str] = []
 
     def run(self) -> int:
+        self.check_data()
         self.root.mkdir(parents=True, exist_ok=True)
         for name in self.selected:
             if name != BENCH:
@@ -82,6 +88,21 @@ class Reproduction:
             print(f"failed: {', '.join(self.failed)} (logs in {self.root / 'logs'}; the report shows each reason)",
                   file=sys.stderr)
         return 1 if self.failed else 0
+
+    def check_data(self) -> None:
+        """Stop before hours of runs when a treebank a sweep needs is not there (MNIST is fetched when missing)."""
+        for name in self.selected:
+            if name == BENCH or experiment_task(name) not in TREEBANK_TASKS:
+                continue
+            for job in expand(name, self.extras):
+                values = job.values
+                kind = "tags" if job.task == "pos" else "dependency"
+                explicit = [values[f"data.{split}"] for split in SPLITS if values.get(f"data.{split}")]
+                for paths in explicit:
+                    treebank_files(paths.strip("'\""))
+                dataset = values.get("data.name", _default_dataset(job.task))
+                if len(explicit) < len(SPLITS) and dataset not in ("null", None):
+                    dataset_files(dataset, resolve_data_root(values.get("data.root")), kind=kind)
 
     def sweep(self, name: str) -> None:
         jobs = expand(name, self.extras)
@@ -148,6 +169,10 @@ class Reproduction:
         print(f"{name}: {status} in {(time.monotonic() - start) / 60:.1f} min", flush=True)
         if result.returncode != 0:
             self.failed.append(name)
+
+
+def _default_dataset(task: str) -> str | None:
+    return OmegaConf.load(CONFIG_DIR / "task" / f"{task}.yaml").get("data", {}).get("name")
 
 
 def _selection(only: str | None) -> list[str]:

@@ -59,3 +59,11 @@ def test_slurm_launcher_local_twin(tmp_path, shared_data):
     assert result.returncode == 0, result.stdout + result.stderr
     for seed in (1, 2):
         assert load_run(tmp_path, make_job([*overrides, f"seed={seed}"])).finished
+
+
+def test_missing_treebank_stops_before_any_run(tmp_path):
+    result = reproduce("--only", "table1_adam_pos", root=tmp_path / "runs", data=tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [line for line in lines if line.startswith("error: ")] and "ptb_wsj_sample" in lines[-1]
+    assert not (tmp_path / "runs" / "pos").exists()
