@@ -66,13 +66,21 @@ def hydra_main(cfg: TrainConfig) -> None:
     try:
         run(cfg, Path(HydraConfig.get().runtime.output_dir))
     except UserError as err:
-        log.error("error: %s", err)  # the run's train.log keeps the reason (the paper-table report shows it)
+        _to_log_file(f"error: {err}")  # the run's train.log keeps the reason (the paper-table report shows it)
         if multirun:
             raise  # Hydra records the job as failed and a sweep's other jobs go on; sys.exit would end them all
         fail(str(err))
     except Exception:
         log.exception("run failed")
         raise
+
+
+def _to_log_file(message: str) -> None:
+    """Write to the run's log file only: on the console the error stays one line."""
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, message, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 def main() -> None:
