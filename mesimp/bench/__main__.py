@@ -58,33 +58,33 @@ def run_groups(groups: list[str], quick: bool, device: torch.device, repeats: in
     return results
 
 
+# One Markdown table per kind of result: the groups it shows, its header, and one row of it.
+TABLES = [
+    (("layer", "mlp", "lstm"),
+     "| layer | batch (tokens) | in -> out | k | scope | select | dense (ms) | meProp (ms) | ratio | ideal |",
+     lambda r: f"| {r['case']} | {r['batch']} | {r['in_features']} -> {r['out_features']} | {r['k']} | {r['scope']} "
+               f"| {r['select']} | {r['dense_ms']:.3f} | {r['meprop_ms']:.3f} | {r['ratio']:.1f}x | {r['ideal']:.0f}x |"),
+    (("memory",), "| backward peak memory | k | scope | growth (MiB) |",
+     lambda r: f"| {r['batch']} x {r['in_features']} -> {r['out_features']} | {r['k']} | {r['scope']} "
+               f"| {r['peak_growth_bytes'] / 2**20:.1f} |"),
+    (("epoch",), "| epoch | k | minibatch | steps | dense (s) | meProp (s) | ratio | loss dense / meProp / meProp "
+                 "without kernels |",
+     lambda r: f"| {r['task']} | {r['k']} | {r['batch_size']} | {r['steps']} | {r['dense_s']:.2f} | {r['meprop_s']:.2f} "
+               f"| {r['ratio']:.2f}x | {r['dense_loss']:.4f} / {r['meprop_loss']:.4f} / {r['meprop_pytorch_loss']:.4f} |"),
+    (("decode",), "| parser | hidden | meSimp-sized | 500-wide (ms) | narrow (ms) | ratio |",
+     lambda r: f"| {r['what']} | {r['wide']} | {r['narrow']} | {r['wide_ms']:.1f} | {r['narrow_ms']:.1f} "
+               f"| {r['ratio']:.1f}x |"),
+]
+
+
 def format_tables(results: list[dict]) -> str:
-    out = []
-    layers = [r for r in results if r["group"] in ("layer", "mlp", "lstm")]
-    if layers:
-        out += ["| layer | batch (tokens) | in -> out | k | scope | select | dense (ms) | meProp (ms) | ratio | ideal |",
-                "|---|---|---|---|---|---|---|---|---|---|"]
-        out += [f"| {r['case']} | {r['batch']} | {r['in_features']} -> {r['out_features']} | {r['k']} | {r['scope']} "
-                f"| {r['select']} | {r['dense_ms']:.3f} | {r['meprop_ms']:.3f} | {r['ratio']:.1f}x | {r['ideal']:.0f}x |"
-                for r in layers]
-    memory = [r for r in results if r["group"] == "memory"]
-    if memory:
-        out += ["", "| backward peak memory | k | scope | growth (MiB) |", "|---|---|---|---|"]
-        out += [f"| {r['batch']} x {r['in_features']} -> {r['out_features']} | {r['k']} | {r['scope']} "
-                f"| {r['peak_growth_bytes'] / 2**20:.1f} |" for r in memory]
-    epochs = [r for r in results if r["group"] == "epoch"]
-    if epochs:
-        out += ["", "| epoch | k | minibatch | steps | dense (s) | meProp (s) | ratio | loss dense / meProp / meProp "
-                "without kernels |", "|---|---|---|---|---|---|---|---|"]
-        out += [f"| {r['task']} | {r['k']} | {r['batch_size']} | {r['steps']} | {r['dense_s']:.2f} | {r['meprop_s']:.2f} "
-                f"| {r['ratio']:.2f}x | {r['dense_loss']:.4f} / {r['meprop_loss']:.4f} / {r['meprop_pytorch_loss']:.4f} |"
-                for r in epochs]
-    decode = [r for r in results if r["group"] == "decode"]
-    if decode:
-        out += ["", "| parser | hidden | meSimp-sized | 500-wide (ms) | narrow (ms) | ratio |", "|---|---|---|---|---|---|"]
-        out += [f"| {r['what']} | {r['wide']} | {r['narrow']} | {r['wide_ms']:.1f} | {r['narrow_ms']:.1f} "
-                f"| {r['ratio']:.1f}x |" for r in decode]
-    return "\n".join(out)
+    out: list[str] = []
+    for groups, header, row in TABLES:
+        rows = [row(r) for r in results if r["group"] in groups]
+        if rows:
+            columns = header.count("|") - 1
+            out += ["", header, "|" + "---|" * columns, *rows]
+    return "\n".join(out[1:])
 
 
 def main(argv: list[str] | None = None) -> None:
