@@ -103,19 +103,17 @@ def kept_t_times_input(indices: Tensor, values: Tensor, x: Tensor, slot: Tensor,
 
 
 def unified_backward(dy: Tensor, x: Tensor, weight: Tensor, k: int, need_x: bool, need_w: bool
-                     ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
-    """Unified top-k backward of ``y = x W^T``: (kept units, dy's kept columns, dL/dx, kept rows of dL/dW).
+                     ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None] | None:
+    """Unified top-k backward of ``y = x W^T`` in one compiled call; None where there is no kernel.
 
-    The units are ranked by ``sum_i |dy[i, j]|``; the result has None for what is not needed.
+    Returns (kept units ranked by ``sum_i |dy[i, j]|``, dy's kept columns, dL/dx, kept rows of dL/dW), None for
+    what is not needed.
     """
     kernel = _kernel(dy)
-    if kernel is not None:
-        units, kept, dx, dw = kernel.unified_backward(dy, x, weight, k, need_x, need_w)
-        return units, kept, dx if need_x else None, dw if need_w else None
-    units = dy.abs().sum(dim=0).topk(k, sorted=False).indices
-    kept = dy.index_select(1, units)  # (rows, k): dense and small
-    return (units, kept, kept @ weight.index_select(0, units) if need_x else None,
-            kept.t() @ x if need_w else None)
+    if kernel is None:
+        return None
+    units, kept, dx, dw = kernel.unified_backward(dy, x, weight, k, need_x, need_w)
+    return units, kept, dx if need_x else None, dw if need_w else None
 
 
 def lstm_topk_bptt(gates: Tensor, cells: Tensor, d_out: Tensor, w_hh: Tensor, batch_sizes: list[int], k: int,

@@ -141,8 +141,9 @@ class _MePropLinearFunction(torch.autograd.Function):
             dw = dy.t() @ x if need_w else None
             db = dy.sum(0) if need_b else None
         elif layer.scope == "batch":
-            if layer.select == "topk":
-                indices, kept, dx, dw_rows = kernels.unified_backward(dy, x, weight, k, need_x, need_w)
+            fused = kernels.unified_backward(dy, x, weight, k, need_x, need_w) if layer.select == "topk" else None
+            if fused is not None:
+                indices, kept, dx, dw_rows = fused
             else:
                 indices = select_units(dy, k, "batch", layer.select, layer.generator)
                 kept = dy.index_select(1, indices)  # (rows, k): dense and small

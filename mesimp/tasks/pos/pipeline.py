@@ -50,7 +50,8 @@ def build_vocabs(train: list[Sentence], fields: Fields, word_min_count: int) -> 
     is trained on rare words and stands for unseen ones at test time."""
     counts = Counter(word_key(w, fields.lowercase) for s in train for w in s.words)
     words = sorted(w for w, n in counts.items() if n >= word_min_count)
-    values = [sorted({features_of(w)[i] for s in train for w in s.words}) for i in range(len(FEATURES))]
+    forms = {w for s in train for w in s.words}
+    values = [sorted(set(seen)) for seen in zip(*map(features_of, forms))] if forms else [[] for _ in FEATURES]
     features = [Vocab(list(CLOSED[name]) if name in CLOSED else seen, specials=(NULL, UNK))
                 for name, seen in zip(FEATURES, values)]
     tags = sorted({t for s in train for t in fields.tags(s)})
