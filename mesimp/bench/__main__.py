@@ -1,7 +1,7 @@
 """The speed benchmark suite: every figure a ratio measured side by side in one process.
 
     python -m mesimp.bench [--groups layer,lstm,memory,epoch,decode] [--quick] [--device cpu|cuda]
-                           [--repeats N] [--json PATH]
+                           [--repeats N] [--cases mnist-b100,...] [--json PATH]
 
 Groups: ``layer`` (one linear layer's backward, dense vs every meProp scope and select, over the paper's
 shapes including Table 7's), ``mlp`` (Table 8: the whole MNIST MLP at h = 8192), ``lstm`` (the tagger's LSTM backward, one sentence and 32), ``memory`` (how far one
@@ -23,17 +23,21 @@ import torch
 from mesimp.bench.layers import LINEAR_CASES, QUICK_CASES, backward_peak_bytes, bench_linear, bench_lstm, bench_mlp
 from mesimp.bench.tasks import EPOCH_CASES, bench_epoch, bench_parser_decoding
 from mesimp.engine.io import write_json
+from mesimp.engine.memory import keep_freed_memory
 from mesimp.nn import kernels
 from mesimp.runner import code_version
 
 GROUPS = ("layer", "mlp", "lstm", "memory", "epoch", "decode")
 
 
-def run_groups(groups: list[str], quick: bool, device: torch.device, repeats: int | None) -> list[dict]:
+def run_groups(groups: list[str], quick: bool, device: torch.device, repeats: int | None,
+               cases: list[str] | None = None) -> list[dict]:
     results: list[dict] = []
     reps = repeats or (5 if quick else 50)
     if "layer" in groups:
         for case, (batch, n_in, n_out, ks) in (QUICK_CASES if quick else LINEAR_CASES).items():
+            if cases and case not in cases:
+                continue
             big = batch * n_in * n_out > 10**10
             results += [asdict(r) for r in bench_linear(case, batch, n_in, n_out, ks, repeats=3 if big else reps,
                                                         warmup=1 if big else max(1, reps // 10), device=device)]
@@ -93,14 +97,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="small shapes and few repeats: a smoke run")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, help="timed repetitions per layer shape (default 50; 5 quick)")
+    parser.add_argument("--cases", help=f"the layer group's shapes only, comma-separated, of {', '.join(LINEAR_CASES)}")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     groups = [g for g in args.groups.split(",") if g]
     unknown = sorted(set(groups) - set(GROUPS))
     if unknown:
         sys.exit(f"error: unknown benchmark group(s) {', '.join(unknown)}; known: {', '.join(GROUPS)}")
+    cases = [c for c in (args.cases or "").split(",") if c]
+    unknown = sorted(set(cases) - set(LINEAR_CASES) - set(QUICK_CASES))
+    if unknown:
+        sys.exit(f"error: unknown layer case(s) {', '.join(unknown)}; known: {', '.join(LINEAR_CASES)}")
     device = torch.device(args.device)
-    results = run_groups(groups, args.quick, device, args.repeats)
+    keep_freed_memory()  # as in training runs: both contenders reuse their large blocks
+    results = run_groups(groups, args.quick, device, args.repeats, cases)
     print(format_tables(results))
     if args.json:
         write_json(args.json, {

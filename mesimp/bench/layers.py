@@ -46,6 +46,11 @@ def _backward_timer(layer: nn.Module, inputs: tuple, dy: torch.Tensor, device: t
     import time
 
     def run() -> float:
+        for tensor in inputs:
+            # the input stands for the layer below: its gradient is passed on, not summed into a leaf's .grad
+            # (that sum is a full-size read-modify-write that would land in both contenders' clocks)
+            if isinstance(tensor, torch.Tensor) and tensor.requires_grad:
+                tensor.grad = None
         out = layer(*inputs)
         synchronize(device)
         start = time.perf_counter()

@@ -30,8 +30,11 @@ _state: dict = {"enabled": os.environ.get("MESIMP_KERNELS", "1") != "0", "module
 def _build(verbose: bool = False) -> ModuleType:
     from torch.utils.cpp_extension import load
 
-    # -fopenmp: at::parallel_for is OpenMP in torch's CPU builds; without it the kernels would run on one thread
-    return load(name="mesimp_meprop_cpu", sources=[str(SOURCE)], extra_cflags=["-O3", "-march=native", "-fopenmp"],
+    # -fopenmp: at::parallel_for is OpenMP in torch's CPU builds; without it the kernels would run on one thread.
+    # -mprefer-vector-width=512: GCC otherwise keeps to 256-bit vectors on AVX-512 machines (dL/dW 28 -> 21 ms at
+    # the parser's first layer); ignored where there is no AVX-512.
+    return load(name="mesimp_meprop_cpu", sources=[str(SOURCE)],
+                extra_cflags=["-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp"],
                 extra_ldflags=["-fopenmp"], verbose=verbose)
 
 

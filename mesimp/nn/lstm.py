@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from mesimp.nn import kernels
 from mesimp.nn.meprop import (BackwardReport, ReportsBackward, Scope, Select, check_options, effective_k,
                               keep_per_example, select_units)
-from mesimp.nn.sparse_grad import BiasGrad, bias_grad, clock, example_weight_grad
+from mesimp.nn.sparse_grad import BiasGrad, clock, example_weight_grad, kept_bias_grad
 
 Gates = Literal["joint", "per_gate"]
 GATES = ("joint", "per_gate")
@@ -104,19 +104,20 @@ class _MePropLSTMFunction(torch.autograd.Function):
         if k is not None and layer.scope == "example" and layer.select == "topk":
             compiled = kernels.lstm_topk_bptt(A, C, d_out, w_hh, batch_sizes, k, layer.gates == "per_gate")
         if compiled is not None:
-            dZ, indices, values = compiled
+            dz_sum, indices, values = compiled  # the kernel keeps no dL/dz, only its sum (the dense bias grad)
         else:
             dZ, indices, values = _time_loop(d_out, w_hh, A, C, batch_sizes, k, layer)
+            dz_flat = dZ.view(steps * batch, width)
+            dz_sum = dz_flat.sum(0) if ctx.needs_input_grad[3] else None
         need_x, need_ih, need_hh, need_b = ctx.needs_input_grad[:4]
         x_flat = x.reshape(steps * batch, -1)
         h_prev = H[:-1].reshape(steps * batch, hidden)
-        dz_flat = dZ.view(steps * batch, width)
         if k is None:
             indices = None
             dx = (dz_flat @ w_ih).view_as(x) if need_x else None
             dw_ih = dz_flat.t() @ x_flat if need_ih else None
             dw_hh = dz_flat.t() @ h_prev if need_hh else None
-            db = dz_flat.sum(0) if need_b else None
+            db = dz_sum
         else:
             tokens = _token_positions(batch_sizes, batch, d_out.device)
             dx = None
@@ -126,7 +127,9 @@ class _MePropLSTMFunction(torch.autograd.Function):
                 dx = dx.view_as(x)
             dw_ih = example_weight_grad(ctx.params[0], x_flat, indices, values, tokens) if need_ih else None
             dw_hh = example_weight_grad(ctx.params[1], h_prev, indices, values, tokens) if need_hh else None
-            db = bias_grad(dz_flat, values, indices, layer.bias_grad) if need_b else None
+            db = None
+            if need_b:
+                db = dz_sum if layer.bias_grad == "dense" else kept_bias_grad(values, indices, width)
         if layer._report_hooks:
             layer._report(BackwardReport(indices, sum(batch_sizes), width, clock(d_out) - start))
         return dx, dw_ih, dw_hh, db, None, None

@@ -51,7 +51,12 @@ def bias_grad(dy: Tensor, kept: Tensor, indices: Tensor, mode: BiasGrad) -> Tens
     """
     if mode == "dense":
         return dy.sum(0)
-    grad = dy.new_zeros(dy.shape[1])
+    return kept_bias_grad(kept, indices, dy.shape[1])
+
+
+def kept_bias_grad(kept: Tensor, indices: Tensor, width: int) -> Tensor:
+    """The bias gradient of the kept entries only (``bias_grad="kept"``), shapes as in :func:`bias_grad`."""
+    grad = kept.new_zeros(width)
     if indices.dim() == 1:
         return grad.index_copy_(0, indices, kept.sum(0))
     return grad.index_add_(0, indices.reshape(-1), kept.reshape(-1))

@@ -37,3 +37,14 @@ def test_epochs_report_equal_losses_with_and_without_kernels(tmp_path, shared_da
 def test_unknown_group_is_a_one_line_error():
     with pytest.raises(SystemExit, match="unknown benchmark group"):
         main(["--groups", "layer,speed"])
+
+
+def test_cases_select_layer_shapes(capsys):
+    main(["--quick", "--groups", "layer", "--cases", "small-parse", "--repeats", "1"])
+    out = capsys.readouterr().out
+    assert "| small-parse |" in out and "| mnist-b100 |" not in out
+
+
+def test_unknown_case_is_a_one_line_error():
+    with pytest.raises(SystemExit, match="unknown layer case"):
+        main(["--groups", "layer", "--cases", "mnist-b100,resnet"])

@@ -9,65 +9,69 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cmath>
-#include <numeric>
+#include <functional>
 #include <vector>
 
 namespace {
 
-constexpr int64_t kColumnBlock = 256;  // dL/dW columns per task: a (units x 256) block stays in L2
-constexpr int64_t kSmallK = 64;        // up to this k, top-k is one replace-the-weakest pass
-constexpr int64_t kSkip = 16;          // that pass looks at chunks of this many entries first
+constexpr int64_t kColumnBlock = 256;  // columns per task: a (units x 256) block of W or dL/dW stays in L2
+constexpr int64_t kGroupAlign = 16;     // top-k's group count is a multiple of a SIMD width
+
+// Below about two million multiply-adds a second thread costs more to wake than it saves.
+bool small_work(int64_t multiply_adds) { return multiply_adds < (int64_t(1) << 21); }
 
 void check_pairs(const at::Tensor& indices, const at::Tensor& values) {
   TORCH_CHECK(indices.dim() == 2 && values.dim() == 2 && indices.sizes() == values.sizes(),
               "indices and values must be (rows, k) of the same shape");
+  TORCH_CHECK(indices.size(1) > 0, "at least one kept entry per row");
   TORCH_CHECK(indices.scalar_type() == at::kLong, "indices must be int64");
   TORCH_CHECK(!indices.is_cuda() && !values.is_cuda(), "CPU tensors only");
 }
 
 }  // namespace
 
-// Writes to ``out`` the positions of the k entries of largest magnitude of row[0..width), in no order.
-// Small k: one pass that keeps the k best so far and replaces the weakest (about k log(width/k) replacements);
-// larger k: nth_element over the positions. Ties go to the lower position in the first case.
+// Reusable buffers of one thread's top-k selections.
 template <typename scalar_t>
-void top_magnitudes(const scalar_t* row, int64_t width, int64_t k, int64_t* out, std::vector<scalar_t>& best,
-                    std::vector<int32_t>& order) {
-  if (k <= kSmallK) {
-    best.resize(k);
-    for (int64_t j = 0; j < k; ++j) { best[j] = std::abs(row[j]); out[j] = j; }
-    int64_t weakest = std::min_element(best.begin(), best.end()) - best.begin();
-    int64_t j = k;
-    for (; j + kSkip <= width; j += kSkip) {
-      // Most chunks hold nothing larger than the weakest kept entry: one vectorised max decides, no branches.
-      scalar_t chunk_max = 0;
-      for (int64_t t = 0; t < kSkip; ++t) chunk_max = std::max(chunk_max, std::abs(row[j + t]));
-      if (chunk_max <= best[weakest]) continue;
-      for (int64_t t = j; t < j + kSkip; ++t) {
-        const scalar_t m = std::abs(row[t]);
-        if (m > best[weakest]) {
-          best[weakest] = m;
-          out[weakest] = t;
-          weakest = std::min_element(best.begin(), best.end()) - best.begin();
-        }
-      }
-    }
-    for (; j < width; ++j) {
-      const scalar_t m = std::abs(row[j]);
-      if (m > best[weakest]) {
-        best[weakest] = m;
-        out[weakest] = j;
-        weakest = std::min_element(best.begin(), best.end()) - best.begin();
-      }
-    }
-    return;
+struct TopkScratch {
+  std::vector<scalar_t> group_max;
+  std::vector<int32_t> candidates;
+};
+
+// Writes to ``out`` the positions of the k entries of largest magnitude of row[0..width), in no order; ties go
+// to the lower position. Filter, then select: the row is split into G >= 2k interleaved groups (position j in
+// group j mod G, so the group maxima are a vertical, branch-free SIMD max); the k-th largest group maximum T is
+// a lower bound of the k-th largest entry (k groups have an entry >= T), so only entries >= T (typically little
+// more than k) go to nth_element.
+template <typename scalar_t>
+void top_magnitudes(const scalar_t* row, int64_t width, int64_t k, int64_t* out, TopkScratch<scalar_t>& s) {
+  const int64_t groups = (2 * k + kGroupAlign - 1) / kGroupAlign * kGroupAlign;
+  scalar_t threshold = 0;
+  if (4 * groups <= width) {  // otherwise too few entries per group to filter any out
+    s.group_max.assign(groups, scalar_t(0));
+    scalar_t* m = s.group_max.data();
+    const int64_t full = width / groups * groups;
+    for (int64_t j0 = 0; j0 < full; j0 += groups)
+      for (int64_t g = 0; g < groups; ++g) m[g] = std::max(m[g], std::abs(row[j0 + g]));
+    for (int64_t j = full; j < width; ++j) m[j - full] = std::max(m[j - full], std::abs(row[j]));
+    std::nth_element(m, m + (k - 1), m + groups, std::greater<scalar_t>());
+    threshold = m[k - 1];
   }
-  order.resize(width);
-  std::iota(order.begin(), order.end(), 0);
-  std::nth_element(order.begin(), order.begin() + (k - 1), order.end(),
-                   [&](int32_t a, int32_t b) { return std::abs(row[a]) > std::abs(row[b]); });
-  std::copy(order.begin(), order.begin() + k, out);
+  s.candidates.resize(width);
+  int32_t* c = s.candidates.data();
+  int64_t n = 0;
+  for (int64_t j = 0; j < width; ++j) {
+    c[n] = static_cast<int32_t>(j);
+    n += std::abs(row[j]) >= threshold;  // branch-free: most entries are filtered out
+  }
+  if (n > k) {
+    std::nth_element(c, c + (k - 1), c + n, [row](int32_t a, int32_t b) {
+      const scalar_t ma = std::abs(row[a]), mb = std::abs(row[b]);
+      return ma > mb || (ma == mb && a < b);
+    });
+  }
+  std::copy(c, c + k, out);
 }
 
 // The k entries of largest magnitude of each row of dy (rows, width): (indices int64, values), unsorted.
@@ -82,13 +86,12 @@ std::vector<at::Tensor> topk_rows(const at::Tensor& dy, int64_t k) {
     const scalar_t* d = src.data_ptr<scalar_t>();
     int64_t* out_i = indices.data_ptr<int64_t>();
     scalar_t* out_v = values.data_ptr<scalar_t>();
-    at::parallel_for(0, rows, 16, [&](int64_t begin, int64_t end) {
-      std::vector<scalar_t> best;
-      std::vector<int32_t> order;
+    at::parallel_for(0, rows, 64, [&](int64_t begin, int64_t end) {
+      TopkScratch<scalar_t> scratch;
       for (int64_t r = begin; r < end; ++r) {
         const scalar_t* row = d + r * width;
         int64_t* ri = out_i + r * k;
-        top_magnitudes(row, width, k, ri, best, order);
+        top_magnitudes(row, width, k, ri, scratch);
         for (int64_t j = 0; j < k; ++j) out_v[r * k + j] = row[ri[j]];
       }
     });
@@ -97,25 +100,46 @@ std::vector<at::Tensor> topk_rows(const at::Tensor& dy, int64_t k) {
 }
 
 // dL/dx = S W, where row r of S holds values[r] at columns indices[r]: (rows, in).
+// Column blocks outermost, so that the block of W the k rows are read from stays in L2 across all rows; four
+// kept entries per pass over an output chunk (one load and store of it per four products); no zero fill.
 at::Tensor kept_times_weight(const at::Tensor& indices, const at::Tensor& values, const at::Tensor& weight) {
   check_pairs(indices, values);
   const auto w = weight.contiguous();
   const auto idx = indices.contiguous();
   const auto val = values.contiguous();
   const int64_t rows = idx.size(0), k = idx.size(1), in = w.size(1);
-  auto out = at::zeros({rows, in}, w.options());
+  auto out = at::empty({rows, in}, w.options());
   AT_DISPATCH_FLOATING_TYPES(w.scalar_type(), "kept_times_weight", [&] {
     const scalar_t* W = w.data_ptr<scalar_t>();
     const int64_t* I = idx.data_ptr<int64_t>();
     const scalar_t* V = val.data_ptr<scalar_t>();
     scalar_t* O = out.data_ptr<scalar_t>();
-    at::parallel_for(0, rows, 8, [&](int64_t begin, int64_t end) {
-      for (int64_t r = begin; r < end; ++r) {
-        scalar_t* __restrict__ o = O + r * in;  // one output row (a few KB) stays in L1 over the k entries
-        for (int64_t j = 0; j < k; ++j) {
-          const scalar_t v = V[r * k + j];
-          const scalar_t* __restrict__ w = W + I[r * k + j] * in;
-          for (int64_t c = 0; c < in; ++c) o[c] += v * w[c];
+    at::parallel_for(0, rows, 16, [&](int64_t begin, int64_t end) {
+      for (int64_t c0 = 0; c0 < in; c0 += kColumnBlock) {
+        const int64_t n = std::min(kColumnBlock, in - c0);
+        for (int64_t r = begin; r < end; ++r) {
+          scalar_t* __restrict__ o = O + r * in + c0;
+          const int64_t* ri = I + r * k;
+          const scalar_t* rv = V + r * k;
+          {
+            const scalar_t v = rv[0];
+            const scalar_t* __restrict__ w0 = W + ri[0] * in + c0;
+            for (int64_t c = 0; c < n; ++c) o[c] = v * w0[c];
+          }
+          int64_t j = 1;
+          for (; j + 4 <= k; j += 4) {
+            const scalar_t v0 = rv[j], v1 = rv[j + 1], v2 = rv[j + 2], v3 = rv[j + 3];
+            const scalar_t* __restrict__ w0 = W + ri[j] * in + c0;
+            const scalar_t* __restrict__ w1 = W + ri[j + 1] * in + c0;
+            const scalar_t* __restrict__ w2 = W + ri[j + 2] * in + c0;
+            const scalar_t* __restrict__ w3 = W + ri[j + 3] * in + c0;
+            for (int64_t c = 0; c < n; ++c) o[c] += v0 * w0[c] + v1 * w1[c] + v2 * w2[c] + v3 * w3[c];
+          }
+          for (; j < k; ++j) {
+            const scalar_t v = rv[j];
+            const scalar_t* __restrict__ wj = W + ri[j] * in + c0;
+            for (int64_t c = 0; c < n; ++c) o[c] += v * wj[c];
+          }
         }
       }
     });
@@ -136,7 +160,8 @@ at::Tensor kept_t_times_input(const at::Tensor& indices, const at::Tensor& value
   const auto sl = slot.contiguous();
   const int64_t rows = idx.size(0), k = idx.size(1), in = xs.size(1);
   TORCH_CHECK(ex.numel() == 0 || ex.numel() == rows, "example must be empty or one entry per row");
-  auto out = at::zeros({units, in}, xs.options());
+  const int64_t blocks = (in + kColumnBlock - 1) / kColumnBlock;
+  auto out = at::empty({units, in}, xs.options());
   AT_DISPATCH_FLOATING_TYPES(xs.scalar_type(), "kept_t_times_input", [&] {
     const scalar_t* X = xs.data_ptr<scalar_t>();  // each row of x is read once per column block, in order
     const int64_t* I = idx.data_ptr<int64_t>();
@@ -144,17 +169,37 @@ at::Tensor kept_t_times_input(const at::Tensor& indices, const at::Tensor& value
     const int64_t* E = ex.numel() ? ex.data_ptr<int64_t>() : nullptr;
     const int64_t* S = sl.data_ptr<int64_t>();
     scalar_t* O = out.data_ptr<scalar_t>();
-    const int64_t blocks = (in + kColumnBlock - 1) / kColumnBlock;
-    at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+    const bool one_thread = small_work(rows * k * in) || at::get_num_threads() == 1;
+    at::parallel_for(0, blocks, one_thread ? blocks : 1, [&](int64_t begin, int64_t end) {
+      // Threads own column blocks. With more than one, each sums its block in a compact buffer of its own and
+      // copies it out at the end: two threads updating the two halves of the same rows of the result run 2x
+      // slower than one (the prefetchers pull the neighbour's lines; measured at 500 inputs), even with no line
+      // shared. A unit's first product is written, later ones added: nothing is zero-filled beforehand.
+      std::vector<scalar_t> buffer(one_thread ? 0 : units * std::min(kColumnBlock, in));
+      std::vector<uint8_t> touched(units);
       for (int64_t b = begin; b < end; ++b) {
-        const int64_t c0 = b * kColumnBlock, c1 = std::min(in, c0 + kColumnBlock);
+        const int64_t c0 = b * kColumnBlock, n = std::min(kColumnBlock, in - c0);
+        scalar_t* base = one_thread ? O + c0 : buffer.data();
+        const int64_t ld = one_thread ? in : n;
+        std::fill(touched.begin(), touched.end(), uint8_t(0));
         for (int64_t r = 0; r < rows; ++r) {
-          const scalar_t* xrow = X + (E ? E[r] : r) * in;
+          const scalar_t* __restrict__ xrow = X + (E ? E[r] : r) * in + c0;
           for (int64_t j = 0; j < k; ++j) {
             const scalar_t v = V[r * k + j];
-            scalar_t* __restrict__ o = O + S[I[r * k + j]] * in;
-            for (int64_t c = c0; c < c1; ++c) o[c] += v * xrow[c];
+            const int64_t u = S[I[r * k + j]];
+            scalar_t* __restrict__ o = base + u * ld;
+            if (touched[u]) {
+              for (int64_t c = 0; c < n; ++c) o[c] += v * xrow[c];
+            } else {
+              for (int64_t c = 0; c < n; ++c) o[c] = v * xrow[c];
+              touched[u] = 1;
+            }
           }
+        }
+        for (int64_t u = 0; u < units; ++u) {
+          scalar_t* dst = O + u * in + c0;
+          if (!touched[u]) std::fill(dst, dst + n, scalar_t(0));
+          else if (!one_thread) std::copy(base + u * n, base + (u + 1) * n, dst);
         }
       }
     });
@@ -165,8 +210,9 @@ at::Tensor kept_t_times_input(const at::Tensor& indices, const at::Tensor& value
 // meProp's backward through time of one LSTM layer, top-k per example: the whole time loop in one call.
 // gates (T, B, 4h): activated i, f, g, o; cells (T+1, B, h) with cells[0] = 0; d_out (T, B, h); w_hh (4h, h);
 // batch_sizes (T): rows alive at each step (sorted longest first). Keeps k entries of each row's dL/dz_t (k per
-// gate with per_gate) and sends dL/dh_{t-1} = W_hh^T (kept dz) back. Returns dL/dz (T, B, 4h) in full (for a
-// dense bias gradient), and the kept (indices, values), one row per real token in time-major order.
+// gate with per_gate) and sends dL/dh_{t-1} = W_hh^T (kept dz) back. Returns the sum of dL/dz over the real
+// tokens (the dense bias gradient: dL/dz itself is never stored), and the kept (indices, values), one row per
+// real token in time-major order.
 std::vector<at::Tensor> lstm_topk_bptt(const at::Tensor& gates, const at::Tensor& cells, const at::Tensor& d_out,
                                        const at::Tensor& w_hh, const at::Tensor& batch_sizes, int64_t k,
                                        bool per_gate) {
@@ -178,7 +224,9 @@ std::vector<at::Tensor> lstm_topk_bptt(const at::Tensor& gates, const at::Tensor
   const int64_t* sizes = bs.data_ptr<int64_t>();
   std::vector<int64_t> first_token(steps + 1, 0);
   for (int64_t t = 0; t < steps; ++t) first_token[t + 1] = first_token[t] + sizes[t];
-  auto dz_all = at::zeros({steps, batch, width}, A.options());
+  // Each sequence sums its own dL/dz over time (one thread owns a row within a step), and the rows are summed
+  // in order at the end: the same bias gradient whatever the number of threads.
+  auto dz_sums = at::zeros({batch, width}, A.options());
   auto indices = at::empty({first_token[steps], kept}, A.options().dtype(at::kLong));
   auto values = at::empty({first_token[steps], kept}, A.options());
   auto dh = at::zeros({batch, hidden}, A.options());
@@ -188,7 +236,7 @@ std::vector<at::Tensor> lstm_topk_bptt(const at::Tensor& gates, const at::Tensor
     const scalar_t* c = C.data_ptr<scalar_t>();
     const scalar_t* d = D.data_ptr<scalar_t>();
     const scalar_t* w = W.data_ptr<scalar_t>();
-    scalar_t* dz_base = dz_all.data_ptr<scalar_t>();
+    scalar_t* dz_sum_base = dz_sums.data_ptr<scalar_t>();
     int64_t* out_i = indices.data_ptr<int64_t>();
     scalar_t* out_v = values.data_ptr<scalar_t>();
     scalar_t* DH = dh.data_ptr<scalar_t>();
@@ -196,14 +244,15 @@ std::vector<at::Tensor> lstm_topk_bptt(const at::Tensor& gates, const at::Tensor
     for (int64_t t = steps - 1; t >= 0; --t) {
       // rows are independent within a step; a few rows per task keeps small batches on one thread
       at::parallel_for(0, sizes[t], 4, [&](int64_t begin, int64_t end) {
-        std::vector<scalar_t> best;
-        std::vector<int32_t> order;
+        TopkScratch<scalar_t> scratch;
+        std::vector<scalar_t> dz_row(width);
+        scalar_t* dz = dz_row.data();
         for (int64_t r = begin; r < end; ++r) {
           const scalar_t* ar = a + (t * batch + r) * width;
           const scalar_t* cr = c + ((t + 1) * batch + r) * hidden;
           const scalar_t* cp = c + (t * batch + r) * hidden;
           const scalar_t* dr = d + (t * batch + r) * hidden;
-          scalar_t* dz = dz_base + (t * batch + r) * width;
+          scalar_t* dz_sum = dz_sum_base + r * width;
           scalar_t* dhr = DH + r * hidden;
           scalar_t* dcr = DC + r * hidden;
           for (int64_t u = 0; u < hidden; ++u) {
@@ -217,16 +266,17 @@ std::vector<at::Tensor> lstm_topk_bptt(const at::Tensor& gates, const at::Tensor
             dz[3 * hidden + u] = dh_t * tc * o * (1 - o);
             dcr[u] = dc_t * f;
           }
+          for (int64_t u = 0; u < width; ++u) dz_sum[u] += dz[u];
           const int64_t token = first_token[t] + r;
           int64_t* ri = out_i + token * kept;
           scalar_t* rv = out_v + token * kept;
           if (per_gate) {
             for (int64_t gate = 0; gate < 4; ++gate) {
-              top_magnitudes(dz + gate * hidden, hidden, k, ri + gate * k, best, order);
+              top_magnitudes(dz + gate * hidden, hidden, k, ri + gate * k, scratch);
               for (int64_t j = 0; j < k; ++j) ri[gate * k + j] += gate * hidden;
             }
           } else {
-            top_magnitudes(dz, width, k, ri, best, order);
+            top_magnitudes(dz, width, k, ri, scratch);
           }
           std::fill(dhr, dhr + hidden, scalar_t(0));
           for (int64_t j = 0; j < kept; ++j) {
@@ -239,7 +289,7 @@ std::vector<at::Tensor> lstm_topk_bptt(const at::Tensor& gates, const at::Tensor
       });
     }
   });
-  return {dz_all, indices, values};
+  return {dz_sums.sum(0), indices, values};
 }
 
 // The unified (one index set per minibatch) top-k backward of a linear layer, in one call: at small sizes the
