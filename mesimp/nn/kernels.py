@@ -119,6 +119,14 @@ def unified_backward(dy: Tensor, x: Tensor, weight: Tensor, k: int, need_x: bool
     return units, kept, dx if need_x else None, dw if need_w else None
 
 
+def lookup_grad(ids: Tensor, grad: Tensor, rows: int) -> Tensor:
+    """The gradient of ``table[ids]`` for a (rows, D) table: row i of ``grad`` (N, D) summed into row ``ids[i]``."""
+    kernel = _kernel(grad)
+    if kernel is not None and grad.dtype in (torch.float32, torch.float64):
+        return kernel.lookup_grad(ids, grad, rows)
+    return grad.new_zeros(rows, grad.shape[1]).index_add_(0, ids, grad)
+
+
 def lstm_topk_bptt(gates: Tensor, cells: Tensor, d_out: Tensor, w_hh: Tensor, batch_sizes: list[int], k: int,
                    per_gate: bool) -> tuple[Tensor, Tensor, Tensor] | None:
     """The LSTM's whole backward time loop with top-k per example, compiled; None where there is no kernel.

@@ -10,9 +10,9 @@ unit groups work on ``mlp.hidden.*`` and ``mlp.output`` unchanged.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mesimp.nn.lookup import lookup
 from mesimp.nn.mlp import MLP
 
 WORD_FEATURES, TAG_FEATURES, LABEL_FEATURES = 18, 18, 12
@@ -42,4 +42,4 @@ class ParserModel(nn.Module):
         # One lookup in the stacked tables writes the MLP's input directly: three lookups and a concatenation
         # would copy the (batch, 2,400) input twice, a large share of a narrow (meSimp-sized) parser's time.
         table = torch.cat([self.words.weight, self.tags.weight, self.labels.weight])
-        return self.mlp(F.embedding(features + self.offsets, table).flatten(1))
+        return self.mlp(lookup(features + self.offsets, table).flatten(1))
