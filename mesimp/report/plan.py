@@ -8,10 +8,9 @@ from pathlib import Path
 from mesimp.report.sweep import Extras
 
 # The full grid: 136 runs (MNIST 102 with 3 seeds each, parsing 16, POS 18, one seed each on EWT and the WSJ
-# sample) plus the same-size twins of the meSimp runs and the benchmark. Estimated from measured runs on the
-# 2-core development machine, two runs at a time with one thread each: about 1,050 run-minutes (MNIST 680, of
-# which Table 5's deeper nets 240 and Figure 4's random-k 120; parsing 150; POS 180; benchmark 40), so 9-11
-# hours of wall time.
+# sample) plus the same-size twins of the meSimp runs and the benchmark. Measured on the 2-core development
+# machine, two runs at a time with one thread each: an MNIST run 4-6 minutes, a parser run 6-15, a tagger run
+# 5-20, so about 15-20 run-hours, 7-10 hours of wall time.
 DEFAULT_ROOT = Path(os.environ.get("MESIMP_RUNS") or "runs")  # the runner's own runs root
 DEFAULT_OUT = Path("results") / "paper"
 # FAST runs differ (and are named differently) from the real ones; they and their report stay out of results/
