@@ -1,9 +1,10 @@
-// meProp's per-example sparse backward on the CPU: top-k selection and the two products with k entries per row.
+// meProp's sparse backward on the CPU: top-k selection, the two products with k entries per row, the LSTM's
+// top-k time loop, the unified backward in one call, and the gradient of an embedding lookup.
 //
 // PyTorch has no fast path for "k entries per row" matrices: topk sorts more than it must, and the COO/CSR
 // products are general-purpose. These loops do only the arithmetic meProp needs, in parallel, with memory
-// access the hardware likes: each output row of dL/dx is built in cache; dL/dW is split into column blocks so
-// that every thread owns its block (no atomics, and the same summation order on every run).
+// access the hardware likes: dL/dx is built in column blocks whose rows of W stay in L2; dL/dW is split into
+// column blocks that each thread owns (no atomics, and the same summation order on every run).
 
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
