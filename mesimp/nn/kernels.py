@@ -119,6 +119,17 @@ def unified_backward(dy: Tensor, x: Tensor, weight: Tensor, k: int, need_x: bool
     return units, kept, dx if need_x else None, dw if need_w else None
 
 
+def kept_units(indices: Tensor, width: int) -> tuple[Tensor, Tensor]:
+    """The units that occur in ``indices``, ascending, and ``slot``: each unit's row among them, -1 if absent."""
+    kernel = _kernel(indices)
+    if kernel is not None:
+        return tuple(kernel.kept_units(indices, width))
+    units = torch.unique(indices)
+    slot = torch.full((width,), -1, dtype=torch.long, device=indices.device)
+    slot[units] = torch.arange(len(units), device=indices.device)
+    return units, slot
+
+
 def lookup_grad(ids: Tensor, grad: Tensor, rows: int) -> Tensor:
     """The gradient of ``table[ids]`` for a (rows, D) table: row i of ``grad`` (N, D) summed into row ``ids[i]``."""
     kernel = _kernel(grad)

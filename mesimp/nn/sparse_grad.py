@@ -26,9 +26,7 @@ def example_weight_grad(weight: Tensor, x: Tensor, indices: Tensor, values: Tens
         slot = torch.arange(width, device=indices.device)
         return kernels.kept_t_times_input(indices, values, x, slot, width, example)
     # Few entries: only the union of their units gets a gradient row; compute just those rows.
-    union = torch.unique(indices)
-    slot = torch.full((width,), -1, dtype=torch.long, device=indices.device)
-    slot[union] = torch.arange(len(union), device=indices.device)
+    union, slot = kernels.kept_units(indices, width)
     return row_sparse_grad(weight, union, kernels.kept_t_times_input(indices, values, x, slot, len(union), example))
 
 

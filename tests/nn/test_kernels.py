@@ -83,3 +83,10 @@ def test_weight_product_compacts_units_and_maps_rows_to_inputs():
     got = kernels.kept_t_times_input(indices, values, x, slot, 3, example)
     expected = torch.stack([2.0 * x[8] + 3.0 * x[3], 1.0 * x[8], -1.0 * x[3]])
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-14)
+
+
+def test_kept_units_lists_the_units_that_occur_and_their_rows():
+    indices = torch.tensor([[7, 2], [2, 9]])
+    units, slot = kernels.kept_units(indices, 11)
+    assert units.tolist() == [2, 7, 9]
+    assert slot.tolist() == [-1, -1, 0, -1, -1, -1, -1, 1, -1, 2, -1]

@@ -358,6 +358,29 @@ std::vector<at::Tensor> unified_backward(const at::Tensor& dy, const at::Tensor&
   return {units, kept, dx, dw};
 }
 
+// The units that occur in indices (any shape, values in 0..width), ascending, and each unit's row among them
+// (-1 for a unit that does not occur): one pass and a bitmap, where unique() sorts.
+std::vector<at::Tensor> kept_units(const at::Tensor& indices, int64_t width) {
+  TORCH_CHECK(indices.scalar_type() == at::kLong && !indices.is_cuda(), "int64 CPU indices only");
+  const auto idx = indices.contiguous();
+  const int64_t* I = idx.data_ptr<int64_t>();
+  std::vector<uint8_t> seen(width, 0);
+  for (int64_t e = 0; e < idx.numel(); ++e) {
+    TORCH_CHECK(I[e] >= 0 && I[e] < width, "kept index out of range");
+    seen[I[e]] = 1;
+  }
+  const int64_t count = std::count(seen.begin(), seen.end(), uint8_t(1));
+  auto units = at::empty({count}, idx.options());
+  auto slot = at::empty({width}, idx.options());
+  int64_t* U = units.data_ptr<int64_t>();
+  int64_t* S = slot.data_ptr<int64_t>();
+  for (int64_t u = 0, row = 0; u < width; ++u) {
+    S[u] = seen[u] ? row : -1;
+    if (seen[u]) U[row++] = u;
+  }
+  return {units, slot};
+}
+
 // The gradient of an embedding lookup: row i of grad (N, D) summed into row ids[i] of a (rows, D) table.
 // PyTorch's embedding backward sorts the ids first (29 ms for the parser's 480,000 lookups); here each thread
 // sums a fixed slice of the lookups into a table of its own, and the tables are added in slice order (the same
@@ -389,6 +412,7 @@ at::Tensor lookup_grad(const at::Tensor& ids, const at::Tensor& grad, int64_t ro
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("kept_units", &kept_units, "the units that occur in kept indices, and their rows");
   m.def("lookup_grad", &lookup_grad, "gradient of an embedding lookup");
   m.def("unified_backward", &unified_backward, "unified top-k backward of a linear layer");
   m.def("lstm_topk_bptt", &lstm_topk_bptt, "meProp LSTM backward through time, top-k per example");
