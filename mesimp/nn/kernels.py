@@ -1,4 +1,4 @@
-"""The compiled CPU kernels of the per-example sparse backward, with pure-PyTorch fallbacks.
+"""The compiled CPU kernels of meProp's sparse backward (and an embedding lookup's), with pure-PyTorch fallbacks.
 
 ``csrc/meprop_cpu.cpp`` is built with torch's extension tooling the first time it is needed (``make install``
 does it ahead with :func:`main`) and cached by torch (``TORCH_EXTENSIONS_DIR``). Where it cannot

@@ -20,8 +20,6 @@ class _Lookup(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor):
         (ids,) = ctx.saved_tensors
-        if not ctx.needs_input_grad[1]:
-            return None, None
         return None, kernels.lookup_grad(ids.reshape(-1), grad.reshape(ids.numel(), -1), ctx.rows)
 
 

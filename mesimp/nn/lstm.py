@@ -103,13 +103,13 @@ class _MePropLSTMFunction(torch.autograd.Function):
         compiled = None
         if k is not None and layer.scope == "example" and layer.select == "topk":
             compiled = kernels.lstm_topk_bptt(A, C, d_out, w_hh, batch_sizes, k, layer.gates == "per_gate")
+        need_x, need_ih, need_hh, need_b = ctx.needs_input_grad[:4]
         if compiled is not None:
             dz_sum, indices, values = compiled  # the kernel keeps no dL/dz, only its sum (the dense bias grad)
         else:
             dZ, indices, values = _time_loop(d_out, w_hh, A, C, batch_sizes, k, layer)
             dz_flat = dZ.view(steps * batch, width)
-            dz_sum = dz_flat.sum(0) if ctx.needs_input_grad[3] else None
-        need_x, need_ih, need_hh, need_b = ctx.needs_input_grad[:4]
+            dz_sum = dz_flat.sum(0) if need_b else None
         x_flat = x.reshape(steps * batch, -1)
         h_prev = H[:-1].reshape(steps * batch, hidden)
         if k is None:
