@@ -19,6 +19,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from mesimp.config import TrainConfig, validate
 from mesimp.engine.io import write_json
+from mesimp.engine.denormals import flush_denormals
 from mesimp.engine.memory import keep_freed_memory
 from mesimp.config import KPolicy
 from mesimp.engine.decode import time_decoding
@@ -62,6 +63,7 @@ def run(cfg: TrainConfig, run_dir: Path) -> dict:
         shutil.rmtree(run_dir / "tb", ignore_errors=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    flush_denormals(cfg.flush_denormals)  # always set: a launcher's worker process may run several configs
     keep_freed_memory()
     torch.manual_seed(cfg.seed)
 

@@ -23,6 +23,7 @@ import torch
 from mesimp.bench.layers import LINEAR_CASES, QUICK_CASES, backward_peak_bytes, bench_linear, bench_lstm, bench_mlp
 from mesimp.bench.tasks import EPOCH_CASES, bench_epoch, bench_parser_decoding
 from mesimp.engine.io import write_json
+from mesimp.engine.denormals import flush_denormals
 from mesimp.engine.memory import keep_freed_memory
 from mesimp.nn import kernels
 from mesimp.runner import code_version
@@ -110,6 +111,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"error: unknown layer case(s) {', '.join(unknown)}; known: {', '.join(LINEAR_CASES)}")
     device = torch.device(args.device)
     keep_freed_memory()  # as in training runs: both contenders reuse their large blocks
+    flush_denormals()  # as in training runs
     results = run_groups(groups, args.quick, device, args.repeats, cases)
     print(format_tables(results))
     if args.json:

@@ -102,3 +102,13 @@ def test_sigkilled_cli_run_resumes_to_identical_metrics(tmp_path, shared_data):
     whole = json.loads((tmp_path / "whole" / "mnist" / run_dir / "metrics.json").read_text())
     resumed = json.loads((tmp_path / "cut" / "mnist" / run_dir / "metrics.json").read_text())
     assert without_timings(resumed) == without_timings(whole)
+
+
+@pytest.mark.parametrize("flush", [True, False])
+def test_run_sets_the_denormal_mode_it_is_given(tmp_path, shared_data, monkeypatch, flush):
+    modes = []
+    monkeypatch.setattr("mesimp.runner.flush_denormals", lambda enabled: modes.append(enabled))
+    cfg = compose_config("k=20", "data.train_limit=50", "epochs=1", "evals_per_epoch=1", f"data.root={shared_data}",
+                         f"flush_denormals={str(flush).lower()}")
+    run(cfg, tmp_path / "run")
+    assert modes == [flush]

@@ -1,5 +1,6 @@
 // meProp's sparse backward on the CPU: top-k selection, the two products with k entries per row, the LSTM's
-// top-k time loop, the unified backward in one call, and the gradient of an embedding lookup.
+// top-k time loop, the unified backward in one call, the gradient of an embedding lookup, and the pool-wide
+// denormal mode.
 //
 // PyTorch has no fast path for "k entries per row" matrices: topk sorts more than it must, and the COO/CSR
 // products are general-purpose. These loops do only the arithmetic meProp needs, in parallel, with memory
@@ -411,6 +412,14 @@ at::Tensor lookup_grad(const at::Tensor& ids, const at::Tensor& grad, int64_t ro
   return slices == 1 ? partial[0] : partial.sum(0);
 }
 
+// Sets flush-to-zero and denormals-are-zero (torch.set_flush_denormal) on every thread of ATen's pool: the flag is
+// per thread, and the pool's threads keep the one they started with. Returns false where the CPU has no such mode.
+bool set_flush_denormal_all_threads(bool enabled) {
+  if (!at::globalContext().setFlushDenormal(enabled)) return false;
+  at::parallel_for(0, at::get_num_threads(), 1, [&](int64_t, int64_t) { at::globalContext().setFlushDenormal(enabled); });
+  return true;
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("kept_units", &kept_units, "the units that occur in kept indices, and their rows");
   m.def("lookup_grad", &lookup_grad, "gradient of an embedding lookup");
@@ -419,4 +428,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("topk_rows", &topk_rows, "top-k by magnitude of each row");
   m.def("kept_times_weight", &kept_times_weight, "dL/dx from k kept entries per row");
   m.def("kept_t_times_input", &kept_t_times_input, "dL/dW from k kept entries per row");
+  m.def("set_flush_denormal_all_threads", &set_flush_denormal_all_threads, "torch.set_flush_denormal on every thread");
 }
