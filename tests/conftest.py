@@ -1,9 +1,12 @@
-"""Shared fixtures: where the real corpora are (../shared/data unless MESIMP_DATA says otherwise)."""
+"""Shared fixtures: where the real corpora are (../shared/data unless MESIMP_DATA says otherwise), and IEEE
+arithmetic for every test (a training run in the test process turns on flushing subnormals to zero)."""
 
 import os
 from pathlib import Path
 
 import pytest
+
+from mesimp.engine.denormals import flush_denormals
 
 SHARED_DATA = Path(os.environ.get("MESIMP_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
@@ -17,3 +20,9 @@ def shared_data() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def ieee_arithmetic():
+    yield
+    flush_denormals(False)

@@ -1,4 +1,5 @@
-"""Flushing subnormal floats: on every thread of torch's pool with the compiled kernels, and undone again."""
+"""Flushing subnormal floats: on every thread of torch's pool with the compiled kernels, and undone again (every
+test starts and ends with IEEE arithmetic: tests/conftest.py)."""
 
 import pytest
 import torch
@@ -14,14 +15,8 @@ def subnormals(n: int) -> torch.Tensor:
     return torch.full((n,), SUBNORMAL_BITS, dtype=torch.int32).view(torch.float32)
 
 
-@pytest.fixture
-def restore_ieee():
-    yield
-    flush_denormals(False)
-
-
 @pytest.mark.skipif(kernels.compiled() is None, reason="needs the compiled kernels")
-def test_every_thread_of_the_pool_flushes(restore_ieee):
+def test_every_thread_of_the_pool_flushes():
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
@@ -36,7 +31,7 @@ def test_every_thread_of_the_pool_flushes(restore_ieee):
         torch.set_num_threads(before)
 
 
-def test_without_kernels_this_thread_flushes(restore_ieee):
+def test_without_kernels_this_thread_flushes():
     with kernels.use(False):
         assert flush_denormals(True) is True
         assert float(subnormals(1)[0] * 2.0) == 0.0
@@ -45,7 +40,7 @@ def test_without_kernels_this_thread_flushes(restore_ieee):
 
 
 @pytest.mark.skipif(kernels.compiled() is None, reason="needs the compiled kernels")
-def test_adam_on_flushed_moments_matches_ieee_to_below_the_smallest_normal(restore_ieee):
+def test_adam_on_flushed_moments_matches_ieee_to_below_the_smallest_normal():
     # what flushing changes in training: moments below 1.2e-38 become zero, the weights move by no more than that
     weights = {}
     for flush in (False, True):
