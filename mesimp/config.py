@@ -26,6 +26,16 @@ class Select(Enum):
     random = "random"  # the paper's control
 
 
+class Rule(Enum):
+    """How a per-example meProp layer builds dL/dW; dL/dx always comes from the top-k (mesimp/nn/sparse_grad.py)."""
+
+    topk = "topk"  # the paper: the top-k entries of dy, a biased estimate of dy
+    dense_dw = "dense_dw"  # ablation: the exact dL/dW (no saving on it)
+    centred = "centred"  # the top-k for the centred input, plus the exact rank-one input-mean term
+    unbiased = "unbiased"  # an unbiased k-entry sample of each row of dy (E[S] = dy)
+    unbiased_centred = "unbiased_centred"  # the unbiased sample for the centred input, plus the mean term
+
+
 class BiasGrad(Enum):
     dense = "dense"  # the authors' code: the bias sees the full dy
     kept = "kept"
@@ -52,6 +62,8 @@ class MePropConfig:
     scope: Scope = Scope.example
     select: Select = Select.topk
     bias_grad: BiasGrad = BiasGrad.dense
+    # Task configs set the default that trains (README "Decisions"); topk is the paper's rule.
+    rule: Rule = Rule.topk
     # The paper uses the hidden k at the output layer for MNIST and parsing; the authors' MNIST code never
     # sparsifies the 10-wide output layer. Task configs pick their default.
     output_layer: bool = False
@@ -147,6 +159,10 @@ def validate(cfg: TrainConfig) -> None:
         raise UserError(f"set k or k_ratio, not both (k={cfg.k}, k_ratio={cfg.k_ratio})")
     if cfg.k is not None and cfg.k < 0:
         raise UserError(f"k must be >= 0 or null, got {cfg.k}")
+    if cfg.meprop.rule != Rule.topk and (cfg.meprop.scope, cfg.meprop.select) != (Scope.example, Select.topk):
+        raise UserError(f"meprop.rule={cfg.meprop.rule.value} applies to per-example top-k only (meprop.scope="
+                        f"example, meprop.select=topk); use meprop.rule=topk with scope={cfg.meprop.scope.value}, "
+                        f"select={cfg.meprop.select.value}")
     if cfg.k_ratio is not None and not 0.0 < cfg.k_ratio <= 1.0:
         raise UserError(f"k_ratio must be in (0, 1], got {cfg.k_ratio}")
     positive = {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "evals_per_epoch": cfg.evals_per_epoch}

@@ -76,6 +76,40 @@ def topk_rows(dy: Tensor, k: int) -> tuple[Tensor, Tensor]:
     return indices, dy.gather(1, indices)
 
 
+def sample_rows(dy: Tensor, indices: Tensor, values: Tensor, uniforms: Tensor) -> tuple[Tensor, Tensor]:
+    """An unbiased k-entry estimate of each row of ``dy`` (E[S] = dy), given the row's top-k and one uniform.
+
+    Inclusion probabilities ``p_j = min(1, |dy_j| / tau)`` summing to k: the m largest entries are kept at their
+    value (p = 1); the other k - m slots are drawn by systematic sampling (points ``u, u + 1, ...`` along the
+    cumulative probabilities, in position order) and each is worth ``dy_j / p_j = sign(dy_j) * tau``. Rows with
+    at most k non-zero entries keep their top-k. ``uniforms``: (rows,) in [0, 1). Returns (indices, values).
+    """
+    kernel = _kernel(dy)
+    if kernel is not None and values.dtype == dy.dtype and dy.dtype in (torch.float32, torch.float64):
+        return tuple(kernel.sample_rows(dy, indices, values, uniforms))
+    rows, k = indices.shape
+    top, order = values.abs().double().sort(dim=1, descending=True, stable=True)
+    top_indices = indices.gather(1, order)
+    magnitudes = dy.abs().double()
+    rest = (magnitudes.sum(1) - top.sum(1)).clamp_min(0)
+    # tail[:, m]: the magnitudes left when the m largest are capped; m is the first that gives p <= 1 to the rest
+    tail = rest.unsqueeze(1) + top.flip(1).cumsum(1).flip(1)
+    slots = torch.arange(k, device=dy.device)
+    fits = (tail > 0) & (top * (k - slots) <= tail)
+    m = torch.where(fits.any(1), fits.int().argmax(1), torch.full_like(rest, k, dtype=torch.long))
+    sampled_rows = m < k
+    tau = torch.where(sampled_rows, tail.gather(1, m.clamp_max(k - 1).unsqueeze(1)).squeeze(1) / (k - m), 1.0)
+    capped = slots < m.unsqueeze(1)
+    probabilities = (magnitudes / tau.unsqueeze(1)).scatter(1, top_indices, torch.where(capped, 0.0, top / tau[:, None]))
+    points = uniforms.double().unsqueeze(1) + (slots - m.unsqueeze(1)).clamp_min(0)
+    drawn = torch.searchsorted(probabilities.cumsum(1), points, right=True).clamp_max(dy.shape[1] - 1)
+    drawn_values = (dy.gather(1, drawn).sign().double() * tau.unsqueeze(1)).to(dy.dtype)
+    out_indices = torch.where(capped, top_indices, drawn)
+    out_values = torch.where(capped, dy.gather(1, top_indices), drawn_values)
+    keep_top = ~sampled_rows.unsqueeze(1)
+    return torch.where(keep_top, indices, out_indices), torch.where(keep_top, values, out_values)
+
+
 def kept_times_weight(indices: Tensor, values: Tensor, weight: Tensor) -> Tensor:
     """dL/dx = S W for S (rows, out) holding the kept entries: (rows, in)."""
     kernel = _kernel(weight)

@@ -9,6 +9,9 @@ alone, so the matrix work falls to k/out of the dense backward:
   ranked by ``sum_i |dy[i, j]|`` as the authors' code does; the backward becomes small dense matmuls.
 * ``select="topk"`` keeps the entries of largest magnitude; ``select="random"`` keeps k random ones
   (the paper's control), drawn from ``generator`` when given.
+* ``rule`` (per-example top-k): how dL/dW is estimated. The paper's ``"topk"`` uses the same kept entries as
+  dL/dx, a biased estimate of dy that can stop a network from training (the parser); ``"unbiased"`` samples k
+  entries per row with E[S] = dy, and the ``"centred"`` rules keep the input-mean part of dL/dW exact.
 
 ``k`` of None, 0, or >= out_features gives the exact dense backward.
 """
@@ -25,7 +28,8 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from mesimp.nn import kernels
-from mesimp.nn.sparse_grad import BiasGrad, bias_grad, clock, example_weight_grad, row_sparse_grad
+from mesimp.nn.sparse_grad import (RULES, SAMPLED_RULES, BiasGrad, Rule, bias_grad, clock, kept_bias_grad,
+                                   row_sparse_grad, rule_weight_grad, sample_kept)
 
 Scope = Literal["example", "batch"]
 Select = Literal["topk", "random"]
@@ -76,7 +80,11 @@ class ReportsBackward:
             hook(report)
 
 
-def check_options(scope: str, select: str, bias_grad: str) -> None:
+def check_options(scope: str, select: str, bias_grad: str, rule: str = "topk") -> None:
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+    if rule != "topk" and (scope, select) != ("example", "topk"):
+        raise ValueError(f"rule={rule!r} is a per-example top-k rule: it needs scope='example' and select='topk'")
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
     if select not in SELECTS:
@@ -154,8 +162,17 @@ class _MePropLinearFunction(torch.autograd.Function):
         else:
             indices, values = keep_per_example(dy, k, layer.select, layer.generator)
             dx = kernels.kept_times_weight(indices, values, weight) if need_x else None
-            dw = example_weight_grad(ctx.weight_param, x, indices, values) if need_w else None
-            db = bias_grad(dy, values, indices, layer.bias_grad) if need_b else None
+            centred = layer.rule in ("centred", "unbiased_centred")
+            # the dense bias gradient, and the centred rules' mean term
+            dy_sum = dy.sum(0) if (need_b and layer.bias_grad == "dense") or (need_w and centred) else None
+            dw = None
+            if need_w:
+                kept = sample_kept(dy, indices, values, layer.generator) if layer.rule in SAMPLED_RULES else (
+                    indices, values)
+                dw = rule_weight_grad(layer.rule, ctx.weight_param, x, dy, dy_sum, *kept)
+            db = None
+            if need_b:
+                db = dy_sum if layer.bias_grad == "dense" else kept_bias_grad(values, indices, dy.shape[1])
         if layer._report_hooks:
             layer._report(BackwardReport(indices, dy.shape[0], dy.shape[1], clock(dy) - start))
         return dx, dw, db, None
@@ -167,7 +184,11 @@ class MePropLinear(ReportsBackward, nn.Linear):
     ``k``: entries of dL/dy kept per example (per minibatch for ``scope="batch"``); None, 0 or
     >= out_features is the exact dense backward. ``bias_grad="dense"`` (default) gives the bias the
     gradient of the full dy, as the authors' code does; ``"kept"`` uses the kept entries only.
-    The attributes ``k``, ``scope``, ``select`` may be changed between steps.
+    ``rule`` (per-example top-k only) chooses how dL/dW is built from dy (dL/dx always uses the top-k):
+    ``"topk"`` the paper's S^T x, ``"unbiased"`` an unbiased k-entry sample of each row instead, ``"centred"``
+    and ``"unbiased_centred"`` add the exact rank-one mean term, ``"dense_dw"`` the exact dy^T x (an ablation);
+    :mod:`mesimp.nn.sparse_grad` has the formulas. The random rules draw from ``generator``.
+    The attributes ``k``, ``scope``, ``select``, ``rule`` may be changed between steps.
 
     Report hooks (``register_report_hook``) receive a :class:`BackwardReport` after every backward;
     with none registered and a dense k, the layer runs plain ``F.linear`` and costs nothing extra.
@@ -183,14 +204,16 @@ class MePropLinear(ReportsBackward, nn.Linear):
         bias: bool = True,
         *,
         bias_grad: BiasGrad = "dense",
+        rule: Rule = "topk",
         generator: torch.Generator | None = None,
         device=None,
         dtype=None,
     ) -> None:
         super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
-        check_options(scope, select, bias_grad)
+        check_options(scope, select, bias_grad, rule)
         effective_k(k, out_features)  # validates the sign
         self.k = k
+        self.rule: Rule = rule
         self.scope: Scope = scope
         self.select: Select = select
         self.bias_grad: BiasGrad = bias_grad
@@ -216,4 +239,4 @@ class MePropLinear(ReportsBackward, nn.Linear):
         return y.reshape(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, k={self.k}, scope={self.scope}, select={self.select}"
+        return f"{super().extra_repr()}, k={self.k}, scope={self.scope}, select={self.select}, rule={self.rule}"

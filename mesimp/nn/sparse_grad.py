@@ -15,6 +15,11 @@ from torch import Tensor
 from mesimp.nn import kernels
 
 BiasGrad = Literal["dense", "kept"]
+# How a per-example layer builds dL/dW (dL/dx always comes from the top-k): see MePropLinear and README's
+# "What we found" for why the paper's rule (topk) is biased and what each of the others does about it.
+Rule = Literal["topk", "dense_dw", "centred", "unbiased", "unbiased_centred"]
+RULES = ("topk", "dense_dw", "centred", "unbiased", "unbiased_centred")
+SAMPLED_RULES = ("unbiased", "unbiased_centred")
 
 
 def example_weight_grad(weight: Tensor, x: Tensor, indices: Tensor, values: Tensor,
@@ -28,6 +33,45 @@ def example_weight_grad(weight: Tensor, x: Tensor, indices: Tensor, values: Tens
     # Few entries: only the union of their units gets a gradient row; compute just those rows.
     union, slot = kernels.kept_units(indices, width)
     return row_sparse_grad(weight, union, kernels.kept_t_times_input(indices, values, x, slot, len(union), example))
+
+
+def rule_weight_grad(rule: Rule, weight: Tensor, x: Tensor, dy: Tensor, dy_sum: Tensor | None, indices: Tensor,
+                     values: Tensor, example: Tensor | None = None) -> Tensor:
+    """dL/dW of ``y = x W^T`` under a per-example rule, from the rule's kept entries of dy.
+
+    (indices, values): the top-k for ``topk`` and ``centred``, an unbiased sample (:func:`sample_kept`) for the
+    ``unbiased`` rules. ``topk`` and ``unbiased``: S^T x. ``centred`` and ``unbiased_centred``: the same plus the
+    exact rank-one mean term (:func:`centred_weight_grad`; needs ``dy_sum``, dy's column sums). ``dense_dw``: the
+    exact dy^T x (an ablation: no saving). ``example`` maps rows of dy to rows of x (default: the same).
+    """
+    if rule == "dense_dw":
+        return dy.t() @ (x if example is None else x.index_select(0, example))
+    if rule in ("centred", "unbiased_centred"):
+        return centred_weight_grad(x, indices, values, dy_sum, example)
+    return example_weight_grad(weight, x, indices, values, example)
+
+
+def sample_kept(dy: Tensor, indices: Tensor, values: Tensor, generator: torch.Generator | None
+                ) -> tuple[Tensor, Tensor]:
+    """An unbiased k-entry sample of each row of dy given its top-k (:func:`kernels.sample_rows`)."""
+    uniforms = torch.rand(dy.shape[0], generator=generator, dtype=torch.float64).to(dy.device)
+    return kernels.sample_rows(dy, indices, values, uniforms)
+
+
+def centred_weight_grad(x: Tensor, indices: Tensor, values: Tensor, dy_sum: Tensor,
+                        example: Tensor | None = None) -> Tensor:
+    """S^T (x - xbar) + (dy^T 1) xbar^T, computed as S^T x + (dy^T 1 - S^T 1) xbar^T.
+
+    The exact gradient is dy^T (x - xbar) + (dy^T 1) xbar^T: the second (rank-one) term needs only dy's column
+    sums (the dense bias gradient), so it is kept exact, and the sparse S estimates only the first, whose input is
+    centred. Where the inputs are nearly the same for every example (the parser's), that term is most of the
+    gradient. Costs one pass over x and one (out, in) outer product besides the sparse product; the result is dense.
+    """
+    width = dy_sum.shape[0]
+    inputs = x if example is None else x.index_select(0, example)
+    grad = torch.outer(dy_sum - kept_bias_grad(values, indices, width), inputs.mean(0))
+    union, slot = kernels.kept_units(indices, width)
+    return grad.index_add_(0, union, kernels.kept_t_times_input(indices, values, x, slot, len(union), example))
 
 
 def row_sparse_grad(weight: Tensor, rows: Tensor, values: Tensor) -> Tensor:

@@ -1,4 +1,4 @@
-// meProp's sparse backward on the CPU: top-k selection, the two products with k entries per row, the LSTM's
+// meProp's sparse backward on the CPU: top-k selection and unbiased k-entry sampling, the two products with k entries per row, the LSTM's
 // top-k time loop, the unified backward in one call, the gradient of an embedding lookup, and the pool-wide
 // denormal mode.
 //
@@ -113,6 +113,88 @@ std::vector<at::Tensor> topk_rows(const at::Tensor& dy, int64_t k) {
     });
   });
   return {indices, values};
+}
+
+// An unbiased k-entry estimate of each row of dy, given its top-k (indices, values) and one uniform u per row
+// (meprop.rule=unbiased). Inclusion probabilities p_j = min(1, |dy_j| / tau), with tau set so that they sum to k
+// (water-filling): the m largest entries have p = 1 and are kept at their value; the other k - m slots are drawn
+// by systematic sampling over the remaining entries in position order (points u, u + 1, ..., each taking the
+// entry whose cumulative probability first exceeds it) and are worth sign(dy_j) * tau = dy_j / p_j, so that
+// E[S] = dy exactly. Rows with k or fewer non-zero entries keep their top-k as they are. A slot that rounding
+// leaves unfilled gets the value 0. The capped entries are always a prefix of the top-k by magnitude.
+std::vector<at::Tensor> sample_rows(const at::Tensor& dy, const at::Tensor& indices, const at::Tensor& values,
+                                    const at::Tensor& uniforms) {
+  check_pairs(indices, values);
+  const auto src = dy.contiguous();
+  const auto idx = indices.contiguous();
+  const auto val = values.contiguous();
+  const auto uni = uniforms.contiguous().to(at::kDouble);
+  const int64_t rows = src.size(0), width = src.size(1), k = idx.size(1);
+  TORCH_CHECK(idx.size(0) == rows && uni.numel() == rows, "one top-k row and one uniform per row of dy");
+  auto out_indices = at::empty({rows, k}, idx.options());
+  auto out_values = at::empty({rows, k}, src.options());
+  AT_DISPATCH_FLOATING_TYPES(src.scalar_type(), "sample_rows", [&] {
+    const scalar_t* d = src.data_ptr<scalar_t>();
+    const int64_t* I = idx.data_ptr<int64_t>();
+    const scalar_t* V = val.data_ptr<scalar_t>();
+    const double* U = uni.data_ptr<double>();
+    int64_t* oi = out_indices.data_ptr<int64_t>();
+    scalar_t* ov = out_values.data_ptr<scalar_t>();
+    at::parallel_for(0, rows, 64, [&](int64_t begin, int64_t end) {
+      std::vector<uint8_t> capped(width, 0);
+      std::vector<std::pair<double, int64_t>> top(k);
+      for (int64_t r = begin; r < end; ++r) {
+        const scalar_t* row = d + r * width;
+        for (int64_t j = 0; j < k; ++j) top[j] = {std::abs(double(V[r * k + j])), I[r * k + j]};
+        std::sort(top.begin(), top.end(), [](const auto& a, const auto& b) {
+          return a.first > b.first || (a.first == b.first && a.second < b.second);
+        });
+        for (int64_t j = 0; j < k; ++j) capped[top[j].second] = 1;
+        double rest = 0;  // the magnitudes outside the top-k
+        for (int64_t j = 0; j < width; ++j) rest += capped[j] ? 0.0 : std::abs(double(row[j]));
+        for (int64_t j = 0; j < k; ++j) capped[top[j].second] = 0;
+        // m: the fewest capped entries such that the largest uncapped one gets p <= 1
+        double tail = rest;
+        for (int64_t j = 0; j < k; ++j) tail += top[j].first;
+        int64_t m = 0;
+        for (; m < k; ++m) {
+          if (tail > 0 && top[m].first * double(k - m) <= tail) break;
+          tail -= top[m].first;
+        }
+        int64_t* ri = oi + r * k;
+        scalar_t* rv = ov + r * k;
+        if (m == k) {  // k or fewer non-zero entries: the top-k is exact
+          std::copy(I + r * k, I + (r + 1) * k, ri);
+          std::copy(V + r * k, V + (r + 1) * k, rv);
+          continue;
+        }
+        const double tau = tail / double(k - m);
+        for (int64_t j = 0; j < m; ++j) {
+          ri[j] = top[j].second;
+          rv[j] = row[top[j].second];
+          capped[top[j].second] = 1;
+        }
+        int64_t filled = m;
+        double cumulative = 0, point = U[r];
+        for (int64_t j = 0; j < width && filled < k; ++j) {
+          if (capped[j]) continue;
+          cumulative += std::abs(double(row[j])) / tau;
+          if (cumulative > point) {
+            ri[filled] = j;
+            rv[filled] = scalar_t(row[j] > 0 ? tau : (row[j] < 0 ? -tau : 0.0));
+            ++filled;
+            point += 1.0;
+          }
+        }
+        for (; filled < k; ++filled) {
+          ri[filled] = top[0].second;
+          rv[filled] = scalar_t(0);
+        }
+        for (int64_t j = 0; j < m; ++j) capped[top[j].second] = 0;
+      }
+    });
+  });
+  return {out_indices, out_values};
 }
 
 // dL/dx = S W, where row r of S holds values[r] at columns indices[r]: (rows, in).
@@ -426,6 +508,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("unified_backward", &unified_backward, "unified top-k backward of a linear layer");
   m.def("lstm_topk_bptt", &lstm_topk_bptt, "meProp LSTM backward through time, top-k per example");
   m.def("topk_rows", &topk_rows, "top-k by magnitude of each row");
+  m.def("sample_rows", &sample_rows, "unbiased k-entry sample of each row, given its top-k");
   m.def("kept_times_weight", &kept_times_weight, "dL/dx from k kept entries per row");
   m.def("kept_t_times_input", &kept_t_times_input, "dL/dW from k kept entries per row");
   m.def("set_flush_denormal_all_threads", &set_flush_denormal_all_threads, "torch.set_flush_denormal on every thread");
