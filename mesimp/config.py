@@ -147,6 +147,10 @@ class TrainConfig:
     # Subnormal floats read and written as zero on the CPU (the paper is silent): Adam's step over moments that
     # have decayed that far runs up to 30x slower otherwise (mesimp/engine/denormals.py). false keeps IEEE behaviour.
     flush_denormals: bool = True
+    # Gradient diagnostics of the meProp layers (cosine to the exact dL/dW, input-mean share, dead units) every
+    # diagnostics_every steps, into TensorBoard and metrics.json; each costs a dense dL/dW, so off by default.
+    diagnostics: bool = False
+    diagnostics_every: int = 100
 
 
 def register_schema() -> None:
@@ -165,7 +169,8 @@ def validate(cfg: TrainConfig) -> None:
                         f"select={cfg.meprop.select.value}")
     if cfg.k_ratio is not None and not 0.0 < cfg.k_ratio <= 1.0:
         raise UserError(f"k_ratio must be in (0, 1], got {cfg.k_ratio}")
-    positive = {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "evals_per_epoch": cfg.evals_per_epoch}
+    positive = {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "evals_per_epoch": cfg.evals_per_epoch,
+                "diagnostics_every": cfg.diagnostics_every}
     for name, value in positive.items():
         if value < 1:
             raise UserError(f"{name} must be >= 1, got {value}")

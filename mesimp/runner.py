@@ -78,7 +78,8 @@ def run(cfg: TrainConfig, run_dir: Path) -> dict:
 
     simplifier = build_simplifier(cfg, built.unit_groups) if cfg.simplify.enabled else None
     settings = LoopSettings(epochs=cfg.epochs, batch_size=cfg.batch_size, evals_per_epoch=cfg.evals_per_epoch,
-                            seed=cfg.seed, clip_value=cfg.optim.clip_value, resume=cfg.resume)
+                            seed=cfg.seed, clip_value=cfg.optim.clip_value, resume=cfg.resume,
+                            diagnostics_every=cfg.diagnostics_every if cfg.diagnostics else None)
     trainer = Trainer(built.task, make_optimizer, settings, run_dir, tracked_layers=built.tracked_layers,
                       generators=built.generators, simplifier=simplifier)
     log.info("%s %s: k=%s k_ratio=%s, %d training examples, hidden %s, %d parameters, %s lr %g", cfg.task,
@@ -95,6 +96,7 @@ def run(cfg: TrainConfig, run_dir: Path) -> dict:
         "k_ratio": cfg.k_ratio,
         "scope": cfg.meprop.scope.value,
         "select": cfg.meprop.select.value,
+        "rule": cfg.meprop.rule.value,
         "optimizer": cfg.optim.name.value,
         "lr": lr,
         "seed": cfg.seed,
@@ -125,6 +127,8 @@ def run(cfg: TrainConfig, run_dir: Path) -> dict:
         "code_version": version,
         "machine": f"{platform.machine()} {platform.processor() or platform.system()}",
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "history": state.history,
+        "diagnostics": state.diagnostics,
     }
     details = state.test_details_at_best_dev  # task-specific scores of the test evaluation at the best dev
     if "las" in details:
@@ -161,7 +165,7 @@ def code_version() -> str | None:
 def write_hparams(run_dir: Path, cfg: TrainConfig, metrics: dict) -> None:
     hparams = {
         "task": cfg.task, "method": metrics["method"], "k": -1 if cfg.k is None else cfg.k,
-        "k_ratio": cfg.k_ratio or 0.0, "scope": metrics["scope"], "select": metrics["select"],
+        "k_ratio": cfg.k_ratio or 0.0, "scope": metrics["scope"], "select": metrics["select"], "rule": metrics["rule"],
         "optimizer": metrics["optimizer"], "lr": metrics["lr"], "batch_size": cfg.batch_size, "seed": cfg.seed,
         "hidden": str(list(cfg.model.hidden)), "dropout": cfg.model.dropout,
         "simplify": cfg.simplify.enabled, "prune_rate": cfg.simplify.prune_rate if cfg.simplify.enabled else 0.0,

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from mesimp.engine.diagnostics import GradientDiagnostics
 from mesimp.engine.io import load_checkpoint, save_checkpoint
 from mesimp.engine.meter import BackwardMeter, BackwardTotals
 from mesimp.engine.optim import zero_moments
@@ -58,6 +59,7 @@ class LoopSettings:
     seed: int
     clip_value: float | None = None
     resume: bool = True
+    diagnostics_every: int | None = None  # steps between gradient diagnostics; None: none
 
 
 @dataclass
@@ -74,6 +76,8 @@ class LoopState:
     forward_time_s: float = 0.0
     backward_time_s: float = 0.0  # the whole loss.backward()
     backward: BackwardTotals = field(default_factory=BackwardTotals)  # the linear layers' share
+    history: list[dict] = field(default_factory=list)  # one record per dev evaluation: step, epoch, loss, dev
+    diagnostics: dict[str, dict[str, list]] = field(default_factory=dict)  # GradientDiagnostics.history
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -159,11 +163,15 @@ class Trainer:
         resumed = self.maybe_resume()
         writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.state.step if resumed else None)
         meter = BackwardMeter(self.task.model, self.tracked_layers, self.state.backward)
+        self.diagnostics = (GradientDiagnostics(self.task.model, self.tracked_layers, self.state.diagnostics)
+                            if self.settings.diagnostics_every else None)
         try:
             while self.state.epoch < self.settings.epochs:
                 self._run_epoch(writer)
         finally:
             meter.close()
+            if self.diagnostics:
+                self.diagnostics.close()
             writer.close()
         return self.state
 
@@ -183,7 +191,7 @@ class Trainer:
                         disable=None, leave=False)
         for chunk in range(st.chunk, len(ends)):
             start, end = starts[chunk], ends[chunk]
-            self._train_chunk(batches[start:end], progress)
+            self._train_chunk(batches[start:end], progress, writer)
             st.chunk = chunk + 1
             if end in evals:
                 self._evaluate(writer, fraction=end / len(batches))
@@ -197,8 +205,9 @@ class Trainer:
             save_checkpoint(self.run_dir / CHECKPOINT, self._checkpoint())
         progress.close()
 
-    def _train_chunk(self, batches: tuple[Tensor, ...], progress: tqdm) -> None:
+    def _train_chunk(self, batches: tuple[Tensor, ...], progress: tqdm, writer: SummaryWriter) -> None:
         model, opt, st = self.task.model, self.optimizer, self.state
+        every = self.settings.diagnostics_every
         model.train()
         total = torch.zeros(())
         for indices in batches:
@@ -208,8 +217,15 @@ class Trainer:
             t1 = time.perf_counter()
             # Keep dense .grad buffers: meProp then adds its k gradient rows into them in place.
             opt.zero_grad(set_to_none=False)
+            diagnose = bool(every) and st.step % every == 0
+            if diagnose:
+                self.diagnostics.arm(True)
             loss.backward()
             t2 = time.perf_counter()
+            if diagnose:
+                for layer, figures in self.diagnostics.collect(st.step).items():
+                    for key, value in figures.items():
+                        writer.add_scalar(f"diagnostics/{layer}/{key}", value, st.step)
             if self.settings.clip_value is not None:
                 nn.utils.clip_grad_value_(model.parameters(), self.settings.clip_value)
             opt.step()
@@ -233,6 +249,8 @@ class Trainer:
         for key, value in getattr(self.task, "last_details", {}).items():
             if value is not None:
                 writer.add_scalar(f"dev/{key}", value, st.step)
+        st.history.append({"step": st.step, "epoch": round(st.epoch + fraction, 4), "train_loss": train_loss,
+                           "dev": dev})
         improved = st.best_dev is None or dev > st.best_dev
         if improved:
             st.best_dev, st.best_dev_step = dev, st.step

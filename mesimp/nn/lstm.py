@@ -27,8 +27,9 @@ from torch import Tensor, nn
 
 from mesimp.nn import kernels
 from mesimp.nn.meprop import (BackwardReport, ReportsBackward, Scope, Select, check_options, effective_k,
-                              keep_per_example, select_units)
-from mesimp.nn.sparse_grad import BiasGrad, clock, example_weight_grad, kept_bias_grad
+                              gradient_diagnostics, keep_per_example, select_units)
+from mesimp.nn.sparse_grad import (CENTRED_RULES, SAMPLED_RULES, BiasGrad, Rule, clock, kept_bias_grad,
+                                   rule_weight_grad, sample_kept)
 
 Gates = Literal["joint", "per_gate"]
 GATES = ("joint", "per_gate")
@@ -101,7 +102,9 @@ class _MePropLSTMFunction(torch.autograd.Function):
         start = clock(d_out) if layer._report_hooks else 0.0
         k = layer.effective_k
         compiled = None
-        if k is not None and layer.scope == "example" and layer.select == "topk":
+        # the compiled loop keeps no dL/dz rows, which the sampled rules, dense_dw and the diagnostics need
+        if (k is not None and layer.scope == "example" and layer.select == "topk"
+                and layer.rule in ("topk", "centred") and not layer.diagnose):
             compiled = kernels.lstm_topk_bptt(A, C, d_out, w_hh, batch_sizes, k, layer.gates == "per_gate")
         need_x, need_ih, need_hh, need_b = ctx.needs_input_grad[:4]
         if compiled is not None:
@@ -109,7 +112,7 @@ class _MePropLSTMFunction(torch.autograd.Function):
         else:
             dZ, indices, values = _time_loop(d_out, w_hh, A, C, batch_sizes, k, layer)
             dz_flat = dZ.view(steps * batch, width)
-            dz_sum = dz_flat.sum(0) if need_b else None
+            dz_sum = dz_flat.sum(0) if need_b or layer.rule in CENTRED_RULES else None
         x_flat = x.reshape(steps * batch, -1)
         h_prev = H[:-1].reshape(steps * batch, hidden)
         if k is None:
@@ -125,13 +128,26 @@ class _MePropLSTMFunction(torch.autograd.Function):
                 dx = x.new_zeros(steps * batch, x.shape[-1])
                 dx.index_copy_(0, tokens, kernels.kept_times_weight(indices, values, w_ih))
                 dx = dx.view_as(x)
-            dw_ih = example_weight_grad(ctx.params[0], x_flat, indices, values, tokens) if need_ih else None
-            dw_hh = example_weight_grad(ctx.params[1], h_prev, indices, values, tokens) if need_hh else None
+            dz_rows, kept = None, (indices, values)
+            if layer.rule not in ("topk", "centred") and (need_ih or need_hh):
+                dz_rows = dz_flat.index_select(0, tokens)
+                if layer.rule in SAMPLED_RULES:
+                    kept = _sample_gates(dz_rows, indices, values, layer)
+            dw_ih = rule_weight_grad(layer.rule, ctx.params[0], x_flat, dz_rows, dz_sum, *kept,
+                                     tokens) if need_ih else None
+            dw_hh = rule_weight_grad(layer.rule, ctx.params[1], h_prev, dz_rows, dz_sum, *kept,
+                                     tokens) if need_hh else None
             db = None
             if need_b:
                 db = dz_sum if layer.bias_grad == "dense" else kept_bias_grad(values, indices, width)
         if layer._report_hooks:
-            layer._report(BackwardReport(indices, sum(batch_sizes), width, clock(d_out) - start))
+            seconds = clock(d_out) - start
+            diagnostics = None
+            if layer.diagnose and need_ih and need_hh:  # dz_flat exists: the diagnosed backward is never compiled
+                real = _token_positions(batch_sizes, batch, d_out.device)
+                diagnostics = gradient_diagnostics(dz_flat.index_select(0, real), [
+                    x_flat.index_select(0, real), h_prev.index_select(0, real)], [dw_ih, dw_hh])
+            layer._report(BackwardReport(indices, sum(batch_sizes), width, seconds, diagnostics))
         return dx, dw_ih, dw_hh, db, None, None
 
 
@@ -174,6 +190,18 @@ def _time_loop(d_out: Tensor, w_hh: Tensor, A: Tensor, C: Tensor, batch_sizes: l
     return dZ, torch.cat(kept_idx[::-1]), torch.cat(kept_val[::-1]).contiguous()
 
 
+def _sample_gates(dz: Tensor, indices: Tensor, values: Tensor, layer: "MePropLSTM") -> tuple[Tensor, Tensor]:
+    """The sampled rules' entries of each token's (4h) dL/dz, in the same layout as its top-k (per gate or joint)."""
+    if layer.gates == "joint":
+        return sample_kept(dz, indices, values, layer.generator)
+    rows, width = dz.shape
+    hidden, k = width // 4, indices.shape[1] // 4
+    offsets = torch.arange(0, width, hidden, device=dz.device).view(1, 4, 1)
+    local = (indices.view(rows, 4, k) - offsets).view(rows * 4, k)
+    idx, val = sample_kept(dz.reshape(rows * 4, hidden), local, values.reshape(rows * 4, k), layer.generator)
+    return (idx.view(rows, 4, k) + offsets).view(rows, 4 * k), val.view(rows, 4 * k)
+
+
 def _token_positions(batch_sizes: list[int], batch: int, device) -> Tensor:
     """Flat (t * batch + i) positions of the real tokens, time-major."""
     return torch.cat([torch.arange(b, device=device) + t * batch for t, b in enumerate(batch_sizes)])
@@ -191,9 +219,9 @@ class MePropLSTM(ReportsBackward, nn.Module):
 
     def __init__(self, input_size: int, hidden_size: int, k: int | None = None, scope: Scope = "example",
                  select: Select = "topk", *, gates: Gates = "joint", bias_grad: BiasGrad = "dense",
-                 generator: torch.Generator | None = None) -> None:
+                 rule: Rule = "topk", generator: torch.Generator | None = None) -> None:
         super().__init__()
-        check_options(scope, select, bias_grad)
+        check_options(scope, select, bias_grad, rule)
         if gates not in GATES:
             raise ValueError(f"gates must be one of {GATES}, got {gates!r}")
         effective_k(k, 4 * hidden_size)  # validates the sign
@@ -206,6 +234,7 @@ class MePropLSTM(ReportsBackward, nn.Module):
         self.select: Select = select
         self.gates: Gates = gates
         self.bias_grad: BiasGrad = bias_grad
+        self.rule: Rule = rule
         self.generator = generator
         self._report_hooks = OrderedDict()
         self.reset_parameters()
@@ -273,4 +302,4 @@ class MePropLSTM(ReportsBackward, nn.Module):
 
     def extra_repr(self) -> str:
         return (f"{self.input_size}, {self.hidden_size}, k={self.k}, scope={self.scope}, select={self.select}, "
-                f"gates={self.gates}")
+                f"gates={self.gates}, rule={self.rule}")

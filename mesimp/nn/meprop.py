@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from mesimp.nn import kernels
-from mesimp.nn.sparse_grad import (RULES, SAMPLED_RULES, BiasGrad, Rule, bias_grad, clock, kept_bias_grad,
+from mesimp.nn.sparse_grad import (CENTRED_RULES, RULES, SAMPLED_RULES, BiasGrad, Rule, bias_grad, clock, kept_bias_grad,
                                    row_sparse_grad, rule_weight_grad, sample_kept)
 
 Scope = Literal["example", "batch"]
@@ -52,6 +52,9 @@ class BackwardReport:
     rows: int
     width: int
     seconds: float
+    # Only when the layer's ``diagnose`` flag was set for this backward (it costs a dense dL/dW): see
+    # :func:`gradient_diagnostics`.
+    diagnostics: dict[str, float] | None = None
 
     @property
     def kept_per_row(self) -> int:
@@ -65,10 +68,38 @@ class BackwardReport:
         return counts * self.rows if self.indices.dim() == 1 else counts
 
 
+def gradient_diagnostics(dy: Tensor, inputs: list[Tensor], grads: list[Tensor | None]) -> dict[str, float]:
+    """How far a layer's weight gradient is from the exact one, and why it may be biased.
+
+    ``dy`` (rows, width): the layer's full output gradient; ``inputs``: the (rows, in) inputs of its weight
+    matrices, ``grads`` the gradients the layer returned for them (dense or sparse). ``cosine``: between the
+    returned and the exact dL/dW (all matrices together). ``input_mean_share``: the share of the inputs' summed
+    squared norm that their minibatch mean carries (near 1: the rank-one mean term dominates dL/dW).
+    ``dead_fraction``: units whose gradient is zero for every row of this minibatch (a ReLU that never fires).
+    """
+    dot = exact_sq = approx_sq = 0.0
+    mean_sq = total_sq = 0.0
+    for x, grad in zip(inputs, grads):
+        exact = dy.t() @ x
+        approx = exact if grad is None else (grad.to_dense() if grad.is_sparse else grad)
+        dot += float((approx * exact).sum())
+        exact_sq += float(exact.square().sum())
+        approx_sq += float(approx.square().sum())
+        mean_sq += float(x.mean(0).square().sum()) * x.shape[0]
+        total_sq += float(x.square().sum())
+    return {"cosine": dot / max((exact_sq * approx_sq) ** 0.5, 1e-300),
+            "input_mean_share": mean_sq / max(total_sq, 1e-300),
+            "dead_fraction": float((dy == 0).all(0).double().mean())}
+
+
 class ReportsBackward:
-    """Report hooks for a meProp module: each gets a :class:`BackwardReport` after every backward."""
+    """Report hooks for a meProp module: each gets a :class:`BackwardReport` after every backward.
+
+    Setting ``diagnose = True`` before a backward adds :func:`gradient_diagnostics` to its report.
+    """
 
     _report_hooks: OrderedDict[int, Callable[[BackwardReport], None]]
+    diagnose: bool = False
 
     def register_report_hook(self, hook: Callable[[BackwardReport], None]) -> RemovableHandle:
         handle = RemovableHandle(self._report_hooks)
@@ -162,9 +193,9 @@ class _MePropLinearFunction(torch.autograd.Function):
         else:
             indices, values = keep_per_example(dy, k, layer.select, layer.generator)
             dx = kernels.kept_times_weight(indices, values, weight) if need_x else None
-            centred = layer.rule in ("centred", "unbiased_centred")
             # the dense bias gradient, and the centred rules' mean term
-            dy_sum = dy.sum(0) if (need_b and layer.bias_grad == "dense") or (need_w and centred) else None
+            dy_sum = dy.sum(0) if (need_b and layer.bias_grad == "dense") or (
+                need_w and layer.rule in CENTRED_RULES) else None
             dw = None
             if need_w:
                 kept = sample_kept(dy, indices, values, layer.generator) if layer.rule in SAMPLED_RULES else (
@@ -174,7 +205,9 @@ class _MePropLinearFunction(torch.autograd.Function):
             if need_b:
                 db = dy_sum if layer.bias_grad == "dense" else kept_bias_grad(values, indices, dy.shape[1])
         if layer._report_hooks:
-            layer._report(BackwardReport(indices, dy.shape[0], dy.shape[1], clock(dy) - start))
+            seconds = clock(dy) - start
+            diagnostics = gradient_diagnostics(dy, [x], [dw]) if layer.diagnose and need_w else None
+            layer._report(BackwardReport(indices, dy.shape[0], dy.shape[1], seconds, diagnostics))
         return dx, dw, db, None
 
 

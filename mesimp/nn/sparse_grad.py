@@ -20,6 +20,7 @@ BiasGrad = Literal["dense", "kept"]
 Rule = Literal["topk", "dense_dw", "centred", "unbiased", "unbiased_centred"]
 RULES = ("topk", "dense_dw", "centred", "unbiased", "unbiased_centred")
 SAMPLED_RULES = ("unbiased", "unbiased_centred")
+CENTRED_RULES = ("centred", "unbiased_centred")
 
 
 def example_weight_grad(weight: Tensor, x: Tensor, indices: Tensor, values: Tensor,
@@ -46,7 +47,7 @@ def rule_weight_grad(rule: Rule, weight: Tensor, x: Tensor, dy: Tensor, dy_sum: 
     """
     if rule == "dense_dw":
         return dy.t() @ (x if example is None else x.index_select(0, example))
-    if rule in ("centred", "unbiased_centred"):
+    if rule in CENTRED_RULES:
         return centred_weight_grad(x, indices, values, dy_sum, example)
     return example_weight_grad(weight, x, indices, values, example)
 

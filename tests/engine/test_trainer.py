@@ -45,6 +45,7 @@ MESIMP = ["simplify=mesimp", "simplify.cycle_epochs=1", "simplify.prunes_per_epo
     ["meprop.select=random", "model.dropout=0.2", "optim=adagrad"],
     MESIMP,
     [*MESIMP, "simplify.optimizer_reset=authors", "simplify.k_policy=ratio"],
+    ["meprop.rule=unbiased_centred", "diagnostics=true", "diagnostics_every=7"],
 ])
 def test_interrupted_run_resumes_to_identical_result(tmp_path, shared_data, monkeypatch, extra):
     cfg = compose_config("k=20", "data.train_limit=200", "epochs=2", "evals_per_epoch=3",

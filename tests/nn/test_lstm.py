@@ -197,3 +197,55 @@ def test_bad_arguments_are_refused():
     x, _ = inputs([3])
     with pytest.raises(ValueError, match="lengths"):
         layer(x, torch.tensor([STEPS + 1]))
+
+
+def rule_references(layer, lengths, k, per_gate):
+    """dL/dW_ih and dL/dW_hh of each deterministic weight-gradient rule, from the reference's dL/dz (float64)."""
+    x, n = inputs(lengths)
+    weights = [layer.weight_ih, layer.weight_hh, layer.bias]
+    hidden_out = layer(x, n).detach()
+    seen = []
+    masked = reference_lstm(x, n, *weights, grad_mask=topk_mask(k, "example", per_gate), seen=seen)
+    top_dx = grads(masked, x, weights)[0]
+    dz = torch.stack(seen[::-1])  # the hooks fire from the last step back
+    active = (n.unsqueeze(0) > torch.arange(STEPS).unsqueeze(1))  # (T, B): real tokens
+    h_prev = torch.cat([torch.zeros_like(hidden_out[:1]), hidden_out[:-1]])
+    mask = torch.stack([topk_mask(k, "example", per_gate)(t, dz[t], active[t]) for t in range(STEPS)])
+    dz_r, top_r, x_r, h_r = dz[active], (dz * mask)[active], x.detach()[active], h_prev[active]
+    refs = {"dense_dw": (dz_r.t() @ x_r, dz_r.t() @ h_r),
+            "centred": tuple(top_r.t() @ (v - v.mean(0)) + torch.outer(dz_r.sum(0), v.mean(0)) for v in (x_r, h_r))}
+    return x, n, top_dx, refs
+
+
+@pytest.mark.parametrize("lengths", LENGTHS[:3])
+@pytest.mark.parametrize("gates,k", [("joint", 7), ("per_gate", 2)])
+def test_weight_gradient_rules_equal_their_formula(lengths, gates, k):
+    """dense_dw and centred against their formulas; the sampled rules average to the exact dL/dW (dense_dw's)."""
+    _, layer = lstm_pair()
+    layer.k, layer.gates = k, gates
+    x, n, top_dx, refs = rule_references(layer, lengths, k, gates == "per_gate")
+    weights = [layer.weight_ih, layer.weight_hh]
+    for rule in ("dense_dw", "centred"):
+        layer.rule = rule
+        dx, dw_ih, dw_hh = grads(layer(x, n), x, weights)
+        torch.testing.assert_close(dx, top_dx, rtol=0, atol=1e-13)  # dL/dx: the top-k, whatever the rule
+        torch.testing.assert_close(dw_ih, refs[rule][0], rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(dw_hh, refs[rule][1], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("gates,k", [("joint", 7), ("per_gate", 2)])
+def test_sampled_weight_gradient_rules_average_to_the_exact_one(gates, k):
+    _, layer = lstm_pair()
+    layer.k, layer.gates = k, gates
+    x, n, _, refs = rule_references(layer, [6, 4, 1], k, gates == "per_gate")
+    weights = [layer.weight_ih, layer.weight_hh]
+    layer.generator = torch.Generator().manual_seed(0)
+    draws = 300
+    for rule in ("unbiased", "unbiased_centred"):
+        layer.rule = rule
+        total = [torch.zeros_like(w) for w in weights]
+        for _ in range(draws):
+            for t, g in zip(total, grads(layer(x, n), x, weights)[1:]):
+                t += g
+        for t, exact in zip(total, refs["dense_dw"]):
+            assert (t / draws - exact).norm() < 0.06 * exact.norm(), rule  # the paper's top-k rule: 0.16-0.32
