@@ -66,9 +66,9 @@ def run_groups(groups: list[str], quick: bool, device: torch.device, repeats: in
 # One Markdown table per kind of result: the groups it shows, its header, and one row of it.
 TABLES = [
     (("layer", "mlp", "lstm"),
-     "| layer | batch (tokens) | in -> out | k | scope | select | dense (ms) | meProp (ms) | ratio | ideal |",
+     "| layer | batch (tokens) | in -> out | k | scope | select | rule | dense (ms) | meProp (ms) | ratio | ideal |",
      lambda r: f"| {r['case']} | {r['batch']} | {r['in_features']} -> {r['out_features']} | {r['k']} | {r['scope']} "
-               f"| {r['select']} | {r['dense_ms']:.3f} | {r['meprop_ms']:.3f} | {r['ratio']:.1f}x | {r['ideal']:.0f}x |"),
+               f"| {r['select']} | {r.get('rule', 'topk')} | {r['dense_ms']:.3f} | {r['meprop_ms']:.3f} | {r['ratio']:.1f}x | {r['ideal']:.0f}x |"),
     (("memory",), "| backward peak memory | k | scope | growth (MiB) |",
      lambda r: f"| {r['batch']} x {r['in_features']} -> {r['out_features']} | {r['k']} | {r['scope']} "
                f"| {r['peak_growth_bytes'] / 2**20:.1f} |"),

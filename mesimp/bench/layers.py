@@ -22,7 +22,10 @@ LINEAR_CASES = {
     "table7": (1024, 8192, 8192, [8, 16, 32, 64, 128, 256, 512]),
 }
 QUICK_CASES = {"mnist-b100": (100, 784, 500, [20]), "small-parse": (1000, 2400, 500, [20])}
-VARIANTS = [("example", "topk"), ("batch", "topk"), ("example", "random"), ("batch", "random")]
+# (scope, select, rule): the paper's four, and per-example top-k under the weight-gradient rules that train
+VARIANTS = [("example", "topk", "topk"), ("batch", "topk", "topk"), ("example", "random", "topk"),
+            ("batch", "random", "topk"), ("example", "topk", "unbiased"), ("example", "topk", "centred"),
+            ("example", "topk", "unbiased_centred")]
 
 
 @dataclass
@@ -39,6 +42,7 @@ class LayerResult:
     meprop_ms: float
     ratio: float
     ideal: float
+    rule: str = "topk"
 
 
 def _backward_timer(layer: nn.Module, inputs: tuple, dy: torch.Tensor, device: torch.device):
@@ -77,14 +81,14 @@ def bench_linear(case: str, batch: int, n_in: int, n_out: int, ks: list[int], re
     generator = torch.Generator(device=device).manual_seed(0)
     contenders = {"dense": _backward_timer(dense, (x,), dy, device)}
     for k in ks:
-        for scope, select in variants:
-            layer = MePropLinear.from_linear(dense, k, scope=scope, select=select, generator=generator)
-            contenders[f"{k}/{scope}/{select}"] = _backward_timer(layer, (x,), dy, device)
+        for scope, select, rule in variants:
+            layer = MePropLinear.from_linear(dense, k, scope=scope, select=select, rule=rule, generator=generator)
+            contenders[f"{k}/{scope}/{select}/{rule}"] = _backward_timer(layer, (x,), dy, device)
     times = side_by_side(contenders, repeats, warmup)
     return [LayerResult("layer", case, batch, n_in, n_out, k, scope, select, times["dense"] * 1e3,
-                        times[f"{k}/{scope}/{select}"] * 1e3, times["dense"] / times[f"{k}/{scope}/{select}"],
-                        n_out / k)
-            for k in ks for scope, select in variants]
+                        times[f"{k}/{scope}/{select}/{rule}"] * 1e3,
+                        times["dense"] / times[f"{k}/{scope}/{select}/{rule}"], n_out / k, rule)
+            for k in ks for scope, select, rule in variants]
 
 
 def bench_mlp(case: str, batch: int, hidden: int, ks: list[int], repeats: int, warmup: int, device: torch.device,

@@ -70,9 +70,9 @@ def centred_weight_grad(x: Tensor, indices: Tensor, values: Tensor, dy_sum: Tens
     """
     width = dy_sum.shape[0]
     inputs = x if example is None else x.index_select(0, example)
-    grad = torch.outer(dy_sum - kept_bias_grad(values, indices, width), inputs.mean(0))
-    union, slot = kernels.kept_units(indices, width)
-    return grad.index_add_(0, union, kernels.kept_t_times_input(indices, values, x, slot, len(union), example))
+    every_unit = torch.arange(width, device=indices.device)  # dense anyway: the mean term touches every row
+    grad = kernels.kept_t_times_input(indices, values, x, every_unit, width, example)
+    return grad.addr_(dy_sum - kept_bias_grad(values, indices, width), inputs.mean(0))
 
 
 def row_sparse_grad(weight: Tensor, rows: Tensor, values: Tensor) -> Tensor:

@@ -133,6 +133,7 @@ std::vector<at::Tensor> sample_rows(const at::Tensor& dy, const at::Tensor& indi
   TORCH_CHECK(idx.size(0) == rows && uni.numel() == rows, "one top-k row and one uniform per row of dy");
   auto out_indices = at::empty({rows, k}, idx.options());
   auto out_values = at::empty({rows, k}, src.options());
+  constexpr int64_t kBlock = 16;  // the systematic pass skips a block whose probabilities cross no point
   AT_DISPATCH_FLOATING_TYPES(src.scalar_type(), "sample_rows", [&] {
     const scalar_t* d = src.data_ptr<scalar_t>();
     const int64_t* I = idx.data_ptr<int64_t>();
@@ -141,18 +142,20 @@ std::vector<at::Tensor> sample_rows(const at::Tensor& dy, const at::Tensor& indi
     int64_t* oi = out_indices.data_ptr<int64_t>();
     scalar_t* ov = out_values.data_ptr<scalar_t>();
     at::parallel_for(0, rows, 64, [&](int64_t begin, int64_t end) {
-      std::vector<uint8_t> capped(width, 0);
+      std::vector<scalar_t> mag(width);
       std::vector<std::pair<double, int64_t>> top(k);
       for (int64_t r = begin; r < end; ++r) {
         const scalar_t* row = d + r * width;
-        for (int64_t j = 0; j < k; ++j) top[j] = {std::abs(double(V[r * k + j])), I[r * k + j]};
+        scalar_t* m_ = mag.data();
+        for (int64_t j = 0; j < width; ++j) m_[j] = std::abs(row[j]);
+        for (int64_t j = 0; j < k; ++j) top[j] = {double(m_[I[r * k + j]]), I[r * k + j]};
         std::sort(top.begin(), top.end(), [](const auto& a, const auto& b) {
           return a.first > b.first || (a.first == b.first && a.second < b.second);
         });
-        for (int64_t j = 0; j < k; ++j) capped[top[j].second] = 1;
-        double rest = 0;  // the magnitudes outside the top-k
-        for (int64_t j = 0; j < width; ++j) rest += capped[j] ? 0.0 : std::abs(double(row[j]));
-        for (int64_t j = 0; j < k; ++j) capped[top[j].second] = 0;
+        for (int64_t j = 0; j < k; ++j) m_[top[j].second] = 0;  // mag now holds the entries outside the top-k
+        double rest = 0;
+        _Pragma("omp simd reduction(+ : rest)")
+        for (int64_t j = 0; j < width; ++j) rest += double(m_[j]);
         // m: the fewest capped entries such that the largest uncapped one gets p <= 1
         double tail = rest;
         for (int64_t j = 0; j < k; ++j) tail += top[j].first;
@@ -172,25 +175,35 @@ std::vector<at::Tensor> sample_rows(const at::Tensor& dy, const at::Tensor& indi
         for (int64_t j = 0; j < m; ++j) {
           ri[j] = top[j].second;
           rv[j] = row[top[j].second];
-          capped[top[j].second] = 1;
         }
+        for (int64_t j = m; j < k; ++j) m_[top[j].second] = scalar_t(top[j].first);  // uncapped: back in
         int64_t filled = m;
-        double cumulative = 0, point = U[r];
-        for (int64_t j = 0; j < width && filled < k; ++j) {
-          if (capped[j]) continue;
-          cumulative += std::abs(double(row[j])) / tau;
-          if (cumulative > point) {
-            ri[filled] = j;
-            rv[filled] = scalar_t(row[j] > 0 ? tau : (row[j] < 0 ? -tau : 0.0));
-            ++filled;
-            point += 1.0;
+        // cumulative and point in units of tau: an entry is drawn when the running sum of |dy| first exceeds
+        // point * tau, for points u, u + 1, ...
+        double cumulative = 0, point = U[r] * tau;
+        for (int64_t b0 = 0; b0 < width && filled < k; b0 += kBlock) {
+          const int64_t b1 = std::min(width, b0 + kBlock);
+          double block = 0;
+          _Pragma("omp simd reduction(+ : block)")
+          for (int64_t j = b0; j < b1; ++j) block += double(m_[j]);
+          if (cumulative + block <= point) {
+            cumulative += block;
+            continue;
+          }
+          for (int64_t j = b0; j < b1 && filled < k; ++j) {
+            cumulative += double(m_[j]);
+            if (cumulative > point) {
+              ri[filled] = j;
+              rv[filled] = scalar_t(row[j] > 0 ? tau : (row[j] < 0 ? -tau : 0.0));
+              ++filled;
+              point += tau;
+            }
           }
         }
         for (; filled < k; ++filled) {
           ri[filled] = top[0].second;
           rv[filled] = scalar_t(0);
         }
-        for (int64_t j = 0; j < m; ++j) capped[top[j].second] = 0;
       }
     });
   });
