@@ -7,6 +7,7 @@ from omegaconf import OmegaConf, open_dict
 
 from mesimp.config import validate
 from mesimp.errors import UserError
+from mesimp.report.ablations import ablations
 from mesimp.report.build import experiments
 from mesimp.report.sweep import EXPERIMENT_DIR, Extras, expand, experiment_names, make_job, same_size_job
 from mesimp.train import CONFIG_DIR, run_name
@@ -45,8 +46,8 @@ def test_sweep_values_are_written_as_overrides():
             assert isinstance(value, (str, int, float)) and not isinstance(value, bool), (path.name, key, value)
 
 
-def test_the_report_reads_every_experiment():
-    assert sorted(experiments()) == experiment_names()
+def test_the_reports_read_every_experiment():
+    assert sorted(experiments() + ablations()) == experiment_names()
 
 
 def test_runs_shared_between_tables_are_the_same_directories():

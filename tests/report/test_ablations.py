@@ -1,0 +1,46 @@
+"""The ablation report: baselines, grouping by rule, first-epoch scores, and its files."""
+
+import json
+
+from mesimp.report.ablations import FULL, ablations, baseline_job, collect, dev_curve, main, setting_of
+from mesimp.report.sweep import expand
+
+
+def test_every_ablation_job_has_a_full_backprop_twin():
+    for name in ablations():
+        for job in expand(name):
+            twin = baseline_job(job)
+            assert twin.values["k"] == "null" and "meprop.rule" not in twin.values
+            assert setting_of(twin) == setting_of(job)
+
+
+def fake_run(root, job, dev_by_epoch, test):
+    path = job.path(root)
+    path.mkdir(parents=True)
+    history = [{"epoch": e, "dev": d, "step": i, "train_loss": 0.1} for i, (e, d) in enumerate(dev_by_epoch)]
+    (path / "metrics.json").write_text(json.dumps({"test_at_best_dev": test, "best_dev": max(d for _, d in dev_by_epoch),
+                                                   "history": history}))
+
+
+def test_report_compares_each_rule_with_full_backprop(tmp_path):
+    root = tmp_path / "runs"
+    jobs = [j for j in expand("ablation_mnist_b100")]
+    for i, job in enumerate(jobs):
+        fake_run(root, job, [(0.5, 90.0), (1.0, 95.0 + i)], 97.0 + i)
+    fake_run(root, baseline_job(jobs[0]), [(1.0, 96.0)], 98.0)
+    rows = collect("ablation_mnist_b100", root)
+    assert [row.rule for row in rows] == [FULL, "topk", "centred", "unbiased_centred"]
+    main(["--no-run", "--root", str(root), "--out", str(tmp_path / "out"), "--only", "ablation_mnist_b100"])
+    text = (tmp_path / "out" / "ablation_mnist_b100.md").read_text()
+    assert "| batch_size=100 | centred | 1/1 | 98.00 | +0.00 | 96.00 | +0.00 |" in text
+    assert "| batch_size=100 | topk | 1/1 | 97.00 | -1.00 | 95.00 | -1.00 |" in text
+
+
+def test_dev_curve_reads_older_runs_from_their_log(tmp_path):
+    from mesimp.report.runs import RunRecord, Status
+
+    (tmp_path / "train.log").write_text(
+        "[t][mesimp.engine.trainer][INFO] - epoch 0.500 step 5: train loss 0.5, dev 80.00\n"
+        "[t][mesimp.engine.trainer][INFO] - epoch 1.000 step 10: train loss 0.4, dev 85.50 (best; test 85.00)\n")
+    record = RunRecord(expand("ablation_pos")[0], tmp_path, Status.finished, {})
+    assert dev_curve(record) == [(0.5, 80.0), (1.0, 85.5)]
