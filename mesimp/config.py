@@ -153,6 +153,14 @@ class TrainConfig:
     diagnostics_every: int = 100
 
 
+def effective_rule(cfg: TrainConfig) -> Rule:
+    """The weight-gradient rule a run really uses: ``meprop.rule`` for per-example top-k, where it is defined;
+    the paper's topk for unified (scope=batch) and random-k, whose kept entries are not a top-k per example."""
+    if (cfg.meprop.scope, cfg.meprop.select) == (Scope.example, Select.topk):
+        return cfg.meprop.rule
+    return Rule.topk
+
+
 def register_schema() -> None:
     ConfigStore.instance().store(name="train_schema", node=TrainConfig)
 
@@ -163,10 +171,6 @@ def validate(cfg: TrainConfig) -> None:
         raise UserError(f"set k or k_ratio, not both (k={cfg.k}, k_ratio={cfg.k_ratio})")
     if cfg.k is not None and cfg.k < 0:
         raise UserError(f"k must be >= 0 or null, got {cfg.k}")
-    if cfg.meprop.rule != Rule.topk and (cfg.meprop.scope, cfg.meprop.select) != (Scope.example, Select.topk):
-        raise UserError(f"meprop.rule={cfg.meprop.rule.value} applies to per-example top-k only (meprop.scope="
-                        f"example, meprop.select=topk); use meprop.rule=topk with scope={cfg.meprop.scope.value}, "
-                        f"select={cfg.meprop.select.value}")
     if cfg.k_ratio is not None and not 0.0 < cfg.k_ratio <= 1.0:
         raise UserError(f"k_ratio must be in (0, 1], got {cfg.k_ratio}")
     positive = {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "evals_per_epoch": cfg.evals_per_epoch,

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from mesimp.config import TrainConfig, validate
+from mesimp.config import TrainConfig, effective_rule, validate
 from mesimp.engine.io import write_json
 from mesimp.engine.denormals import flush_denormals
 from mesimp.engine.memory import keep_freed_memory
@@ -35,11 +35,15 @@ METRICS = "metrics.json"
 
 
 def method_name(cfg: TrainConfig) -> str:
-    if cfg.k is None and cfg.k_ratio is None:
+    if not uses_meprop(cfg):
         return "full"
     name = "mesimp" if cfg.simplify.enabled else "meprop"
     name = f"{name}-unified" if cfg.meprop.scope.value == "batch" else name
     return f"{name}-random" if cfg.meprop.select.value == "random" else name
+
+
+def uses_meprop(cfg: TrainConfig) -> bool:
+    return cfg.k is not None or cfg.k_ratio is not None
 
 
 def learning_rate(cfg: TrainConfig) -> float:
@@ -82,6 +86,9 @@ def run(cfg: TrainConfig, run_dir: Path) -> dict:
                             diagnostics_every=cfg.diagnostics_every if cfg.diagnostics else None)
     trainer = Trainer(built.task, make_optimizer, settings, run_dir, tracked_layers=built.tracked_layers,
                       generators=built.generators, simplifier=simplifier)
+    if uses_meprop(cfg) and effective_rule(cfg) != cfg.meprop.rule:
+        log.info("meprop.rule=%s applies to per-example top-k only: this %s run uses the paper's topk",
+                 cfg.meprop.rule.value, method_name(cfg))
     log.info("%s %s: k=%s k_ratio=%s, %d training examples, hidden %s, %d parameters, %s lr %g", cfg.task,
              method_name(cfg), cfg.k, cfg.k_ratio, built.task.train_size, built.hidden_dims, initial_params,
              cfg.optim.name.value, lr)
@@ -96,7 +103,7 @@ def run(cfg: TrainConfig, run_dir: Path) -> dict:
         "k_ratio": cfg.k_ratio,
         "scope": cfg.meprop.scope.value,
         "select": cfg.meprop.select.value,
-        "rule": cfg.meprop.rule.value,
+        "rule": effective_rule(cfg).value if uses_meprop(cfg) else None,
         "optimizer": cfg.optim.name.value,
         "lr": lr,
         "seed": cfg.seed,
@@ -165,7 +172,8 @@ def code_version() -> str | None:
 def write_hparams(run_dir: Path, cfg: TrainConfig, metrics: dict) -> None:
     hparams = {
         "task": cfg.task, "method": metrics["method"], "k": -1 if cfg.k is None else cfg.k,
-        "k_ratio": cfg.k_ratio or 0.0, "scope": metrics["scope"], "select": metrics["select"], "rule": metrics["rule"],
+        "k_ratio": cfg.k_ratio or 0.0, "scope": metrics["scope"], "select": metrics["select"],
+        "rule": metrics["rule"] or "none",
         "optimizer": metrics["optimizer"], "lr": metrics["lr"], "batch_size": cfg.batch_size, "seed": cfg.seed,
         "hidden": str(list(cfg.model.hidden)), "dropout": cfg.model.dropout,
         "simplify": cfg.simplify.enabled, "prune_rate": cfg.simplify.prune_rate if cfg.simplify.enabled else 0.0,

@@ -1,10 +1,11 @@
 """The config schema: the real configs compose, typos and wrong types fail, cross-field checks hold."""
 
 import pytest
+from omegaconf import OmegaConf
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ConfigKeyError, ValidationError
 
-from mesimp.config import OptimName, Scope, validate
+from mesimp.config import OptimName, Scope, effective_rule, validate
 from mesimp.errors import UserError
 from mesimp.runner import learning_rate, method_name
 from tests.helpers import compose_config
@@ -63,3 +64,19 @@ def test_cross_field_validation(overrides, message):
 ])
 def test_method_names(overrides, method):
     assert method_name(compose_config(*overrides)) == method
+
+
+@pytest.mark.parametrize("overrides, rule", [
+    (["task=parse", "k=20"], "unbiased_centred"),  # the parser's default: the rule that trains it
+    (["task=parse", "k=20", "meprop.rule=topk"], "topk"),
+    (["task=parse", "k=20", "meprop.scope=batch"], "topk"),  # unified top-k has no per-example rule
+    (["task=mnist", "k=20", "meprop.select=random", "meprop.rule=unbiased"], "topk"),
+])
+def test_effective_weight_gradient_rule(overrides, rule):
+    cfg = OmegaConf.to_object(compose_config(*overrides))
+    assert effective_rule(cfg).value == rule
+
+
+def test_unknown_rule_fails_at_compose():
+    with pytest.raises(Exception, match="rule"):
+        compose_config("meprop.rule=biased")

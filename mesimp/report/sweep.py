@@ -123,11 +123,12 @@ def is_hydra(override: str) -> bool:
 
 
 def same_size_job(job: Job, hidden_dims: list[int]) -> Job:
-    """A meSimp run's twin: the same settings and seed, full backprop, on a network of its final widths."""
+    """A meSimp run's twin: the same settings and seed, full backprop (so no meProp rule), on a network of its final
+    widths."""
     def key(override: str) -> str:
         return override.split("=", 1)[0]
 
-    kept = [o for o in job.overrides if key(o) not in ("k", "k_ratio", "simplify", "model.hidden")
+    kept = [o for o in job.overrides if key(o) not in ("k", "k_ratio", "simplify", "model.hidden", "meprop.rule")
             and not key(o).startswith("simplify.")]
     return make_job([*kept, "k=null", f"model.hidden=[{','.join(str(d) for d in hidden_dims)}]"])
 

@@ -8,7 +8,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from mesimp.config import Init, TrainConfig
+from mesimp.config import Init, TrainConfig, effective_rule
 from mesimp.engine.trainer import TrainTask
 from mesimp.errors import UserError
 from mesimp.nn import MePropLSTM, convert_to_meprop, k_for_width
@@ -40,7 +40,8 @@ def prepare_model(cfg: TrainConfig, task: TrainTask, model: nn.Module,
         init_like_authors(model)
     generator = torch.Generator().manual_seed(cfg.seed + 1)
     layer_kwargs = dict(scope=cfg.meprop.scope.value, select=cfg.meprop.select.value,
-                        bias_grad=cfg.meprop.bias_grad.value, rule=cfg.meprop.rule.value, generator=generator)
+                        bias_grad=cfg.meprop.bias_grad.value, rule=effective_rule(cfg).value,
+                        generator=generator)
     dense = [] if cfg.meprop.output_layer else list(output_layers)
     tracked = convert_to_meprop(model, cfg.k, k_ratio=cfg.k_ratio, exclude=dense, **layer_kwargs)
     if dense:

@@ -63,8 +63,9 @@ def test_extras_win_per_task_and_hydra_settings_name_no_run():
     extras = Extras(("seed=1", "parse:data.name=null", "parse:data.train=/wsj/train.conllu", "pos:epochs=1",
                      "hydra.launcher.partition=cpu"))
     parse = expand("table1_adam_parse", extras)
-    assert [job.name for job in parse] == ["data.name=null,data.train=_wsj_train.conllu,k=null,seed=1",
-                                           "data.name=null,data.train=_wsj_train.conllu,k=20,seed=1"]
+    assert [job.name for job in parse] == [
+        "data.name=null,data.train=_wsj_train.conllu,k=20,meprop.rule=topk,seed=1",
+        "data.name=null,data.train=_wsj_train.conllu,k=20,meprop.rule=unbiased_centred,seed=1"]
     mnist = expand("table1_adam_mnist", extras)
     assert len(mnist) == 2 and all("epochs" not in job.values for job in mnist)
 

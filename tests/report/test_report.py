@@ -63,7 +63,7 @@ def sweep(tmp_path):
     run = write_run(root, adagrad[2])
     (run / "metrics.json").write_text("{not json")
     # parsing on EWT only; an older metrics.json without the forward time
-    parse = jobs("table1_adam_parse", k="null", **{"data.name": "ud_english_ewt"})[0]
+    parse = jobs("table1_adam_parse_full", **{"data.name": "ud_english_ewt"})[0]
     metrics = metrics_for(parse, 80.8, hidden_dims=[500, 500])
     del metrics["forward_time_s"]
     write_run(root, parse, metrics)
