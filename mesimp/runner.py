@@ -46,6 +46,17 @@ def uses_meprop(cfg: TrainConfig) -> bool:
     return cfg.k is not None or cfg.k_ratio is not None
 
 
+def check_same_rule(cfg: TrainConfig, previous: dict, path: Path) -> None:
+    """A finished run found under this command's directory must have used the rule asked for now: a task's default
+    rule changed once (the parser's, to unbiased_centred), and runs from before record none (they used topk)."""
+    wanted = effective_rule(cfg).value if uses_meprop(cfg) else None
+    meprop = previous.get("k") is not None or previous.get("k_ratio") is not None
+    had = previous.get("rule", "topk" if meprop else None)
+    if had != wanted:
+        raise UserError(f"{path} is a finished run with meprop.rule={had}, not {wanted}: add meprop.rule={had} to "
+                        f"get it back, or run elsewhere (MESIMP_RUNS=...) to train with {wanted}")
+
+
 def learning_rate(cfg: TrainConfig) -> float:
     if cfg.optim.lr is not None:
         return cfg.optim.lr
@@ -59,8 +70,10 @@ def run(cfg: TrainConfig, run_dir: Path) -> dict:
         raise UserError(f"unknown task {cfg.task!r}; known: {', '.join(sorted(TASKS))}")
     metrics_path = run_dir / METRICS
     if cfg.resume and metrics_path.exists():
+        previous = json.loads(metrics_path.read_text())
+        check_same_rule(cfg, previous, metrics_path)
         log.info("run already complete: %s (resume=false starts it over)", metrics_path)
-        return json.loads(metrics_path.read_text())
+        return previous
     if not cfg.resume:
         (run_dir / CHECKPOINT).unlink(missing_ok=True)
         metrics_path.unlink(missing_ok=True)

@@ -60,6 +60,17 @@ def test_short_real_run_writes_metrics(tmp_path, shared_data):
     assert any((run_dir / "tb").glob("events.out.tfevents.*"))
     again = train("k=20", "data.train_limit=300", "epochs=2", "evals_per_epoch=2", runs=tmp_path, data=shared_data)
     assert again.returncode == 0 and "already complete" in again.stderr + again.stdout
+    # a finished run of another rule in the same directory (runs from before meprop.rule say nothing: topk)
+    metrics["rule"] = "centred"
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    before = (run_dir / "metrics.json").read_text()
+    stale = train("k=20", "data.train_limit=300", "epochs=2", "evals_per_epoch=2", runs=tmp_path, data=shared_data)
+    assert_one_line_error(stale, "meprop.rule=centred, not topk")
+    assert (run_dir / "metrics.json").read_text() == before
+    del metrics["rule"]
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    old = train("k=20", "data.train_limit=300", "epochs=2", "evals_per_epoch=2", runs=tmp_path, data=shared_data)
+    assert old.returncode == 0 and "already complete" in old.stderr + old.stdout
 
 
 def test_tensorboard_has_the_reported_scalars(tmp_path, shared_data):
