@@ -55,8 +55,8 @@ def run_groups(groups: list[str], quick: bool, device: torch.device, repeats: in
             results.append({"group": "memory", "batch": batch, "in_features": n_in, "out_features": n_out, "k": k,
                             "scope": scope, "peak_growth_bytes": backward_peak_bytes(batch, n_in, n_out, k, scope)})
     if "epoch" in groups:
-        for task in EPOCH_CASES:
-            results.append(asdict(bench_epoch(task, max_steps=5 if quick else None,
+        for case in EPOCH_CASES:
+            results.append(asdict(bench_epoch(case, max_steps=5 if quick else None,
                                               train_limit=200 if quick else None)))
     if "decode" in groups:
         results += [asdict(r) for r in bench_parser_decoding(train_limit=200 if quick else None)]
@@ -72,9 +72,9 @@ TABLES = [
     (("memory",), "| backward peak memory | k | scope | growth (MiB) |",
      lambda r: f"| {r['batch']} x {r['in_features']} -> {r['out_features']} | {r['k']} | {r['scope']} "
                f"| {r['peak_growth_bytes'] / 2**20:.1f} |"),
-    (("epoch",), "| epoch | k | minibatch | steps | dense (s) | meProp (s) | ratio | loss dense / meProp / meProp "
-                 "without kernels |",
-     lambda r: f"| {r['task']} | {r['k']} | {r['batch_size']} | {r['steps']} | {r['dense_s']:.2f} | {r['meprop_s']:.2f} "
+    (("epoch",), "| epoch | k | rule | minibatch | steps | dense (s) | meProp (s) | ratio | loss dense / meProp / "
+                 "meProp without kernels |",
+     lambda r: f"| {r['task']} | {r['k']} | {r.get('rule', 'topk')} | {r['batch_size']} | {r['steps']} | {r['dense_s']:.2f} | {r['meprop_s']:.2f} "
                f"| {r['ratio']:.2f}x | {r['dense_loss']:.4f} / {r['meprop_loss']:.4f} / {r['meprop_pytorch_loss']:.4f} |"),
     (("decode",), "| parser | hidden | meSimp-sized | 500-wide (ms) | narrow (ms) | ratio |",
      lambda r: f"| {r['what']} | {r['wide']} | {r['narrow']} | {r['wide_ms']:.1f} | {r['narrow_ms']:.1f} "
