@@ -34,7 +34,7 @@ bench:  ## the speed suite, dense vs meProp side by side: make bench ARGS="--gro
 reproduce-tables:  ## the paper's tables and figures from real runs into results/paper/ (resumable; FAST=1: a reduced grid in minutes, into runs/fast/report/)
 	$(PYTHON) -m mesimp.report.reproduce $(if $(filter 1 yes true,$(FAST)),--fast) --launcher $(LAUNCHER) --jobs $(JOBS) $(ARGS)
 
-ablations:  ## the weight-gradient rules side by side (issue 15): missing runs into runs/ablations/, tables and figures into results/ablations/
+ablations:  ## the weight-gradient rules side by side (issue 15): missing runs into runs/, tables and figures into results/ablations/
 	$(PYTHON) -m mesimp.report.ablations --jobs $(JOBS) $(ARGS)
 
 clean:  ## remove run outputs, caches and build files (not results/)

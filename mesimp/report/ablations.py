@@ -1,7 +1,7 @@
 """``make ablations``: the per-example weight-gradient rules side by side (issue 15), from real runs.
 
-    python -m mesimp.report.ablations [--root runs/ablations] [--out results/ablations] [--no-run] [--jobs 2]
-                                      [--only NAME,...]
+    python -m mesimp.report.ablations [--root runs] [--out results/ablations] [--no-run] [--jobs 2]
+                                      [--only NAME,...] [--copy-runs]
 
 Each ablation is an experiment (``configs/experiment/ablation_*.yaml``) whose jobs differ in ``meprop.rule``;
 every job also gets a full-backprop baseline (its overrides with ``k=null`` and no rule). Missing runs are run
@@ -13,7 +13,9 @@ score after the first epoch) and one figure of dev over training for every rule.
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import shutil
 import sys
 from collections import defaultdict
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ from pathlib import Path
 from statistics import mean, stdev
 
 from mesimp.engine.io import write_json
+from mesimp.report.build import RUN_FILES
 from mesimp.errors import UserError
 from mesimp.report.figures import have_matplotlib
 from mesimp.report.render import write_csv
@@ -30,7 +33,7 @@ from mesimp.report.sweep import Job, expand, experiment_names, make_job
 from mesimp.train import fail
 
 PREFIX = "ablation_"
-DEFAULT_ROOT = Path("runs") / "ablations"
+DEFAULT_ROOT = Path(os.environ.get("MESIMP_RUNS") or "runs")  # the runner's own root: runs shared with the paper grid
 DEFAULT_OUT = Path("results") / "ablations"
 FULL = "full backprop"
 PROGRESS = re.compile(r"epoch (?P<epoch>[\d.]+) step (?P<step>\d+): train loss (?P<loss>\S+), dev (?P<dev>[\d.]+)")
@@ -107,9 +110,18 @@ def first_epoch_dev(record: RunRecord) -> float | None:
     return dev_after_epoch(dev_curve(record))
 
 
+def diagnostics_summary(record: RunRecord) -> str:
+    """Per layer: the weight gradient's mean cosine to the exact one over training, and the dead units at the end."""
+    found = (record.metrics or {}).get("diagnostics") or {}
+    return "; ".join(f"{layer}: cos {mean(d['cosine']):.2f}, dead {d['dead_fraction'][-1]:.2f}"
+                     for layer, d in found.items() if d.get("cosine"))
+
+
 def render(name: str, rows: list[Row]) -> tuple[list[str], list[dict]]:
     header = ["setting", "rule", "runs", "test at best dev", "Δ test vs full", "dev after epoch 1",
               "Δ dev@1 vs full", "best dev"]
+    diagnosed = any(diagnostics_summary(r) for row in rows for r in row.records if r.finished)
+    header += ["diagnostics (first run)"] if diagnosed else []
     base = {row.setting: row for row in rows if row.rule == FULL}
     table = []
     for row in rows:
@@ -122,8 +134,8 @@ def render(name: str, rows: list[Row]) -> tuple[list[str], list[dict]]:
             _summary(firsts),
             "" if row.rule == FULL else _delta(firsts, full.values(first_epoch_dev) if full else []),
             _summary(row.values(lambda r: r.metrics.get("best_dev"))),
-        ])
-    lines = [f"# {name}", "", f"Runs: `MESIMP_RUNS=runs/ablations python -m mesimp.train -m +experiment={name}` "
+        ] + ([next((diagnostics_summary(r) for r in row.records if r.finished), "")] if diagnosed else []))
+    lines = [f"# {name}", "", f"Runs: `python -m mesimp.train -m +experiment={name}` "
              "(full-backprop baselines: the same overrides with `k=null`); mean ± std over seeds; "
              "a missing run shows in the runs column.", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -167,7 +179,17 @@ def plot(name: str, rows: list[Row], out: Path) -> Path | None:
     return path
 
 
-def report(names: list[str], root: Path, out: Path) -> list[Path]:
+def copy_runs(rows: list[Row], root: Path, out: Path) -> None:
+    """Each finished run's numbers, config and log beside the tables (as the paper report publishes its runs)."""
+    for record in (r for row in rows for r in row.records if r.finished):
+        dest = out / "runs" / record.path.relative_to(root)
+        for name in RUN_FILES:
+            if (record.path / name).is_file():
+                (dest / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(record.path / name, dest / name)
+
+
+def report(names: list[str], root: Path, out: Path, publish: bool = False) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = []
     index = ["# Ablations: per-example weight-gradient rules", "",
@@ -175,6 +197,8 @@ def report(names: list[str], root: Path, out: Path) -> list[Path]:
              "under runs/.", ""]
     for name in names:
         rows = collect(name, root)
+        if publish:
+            copy_runs(rows, root, out)
         lines, table = render(name, rows)
         (out / f"{name}.md").write_text("\n".join(lines) + "\n")
         write_csv(out / f"{name}.csv", table)
@@ -214,6 +238,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", help="comma-separated ablation experiments (default: every ablation_*)")
     parser.add_argument("--no-run", action="store_true", help="only write the report from the runs there are")
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--copy-runs", action="store_true",
+                        help="copy each run's metrics.json, config and train.log under OUT/runs/")
     args = parser.parse_args(argv)
     try:
         names = [n.strip() for n in args.only.split(",")] if args.only else ablations()
@@ -222,7 +248,7 @@ def main(argv: list[str] | None = None) -> None:
             raise UserError(f"unknown ablation {unknown[0]!r}; known: {', '.join(ablations())}")
         if not args.no_run:
             run_missing(names, args.root.resolve(), args.jobs)
-        written = report(names, args.root, args.out)
+        written = report(names, args.root, args.out, publish=args.copy_runs)
         print(f"ablations: {len(written)} files written to {args.out}")
     except UserError as err:
         fail(str(err))
