@@ -66,13 +66,10 @@ def centred_weight_grad(x: Tensor, indices: Tensor, values: Tensor, dy_sum: Tens
     The exact gradient is dy^T (x - xbar) + (dy^T 1) xbar^T: the second (rank-one) term needs only dy's column
     sums (the dense bias gradient), so it is kept exact, and the sparse S estimates only the first, whose input is
     centred. Where the inputs are nearly the same for every example (the parser's), that term is most of the
-    gradient. Costs one pass over x and one (out, in) outer product besides the sparse product; the result is dense.
+    gradient. The result is dense; the compiled kernel takes x's mean and adds the rank-one term while it computes
+    and writes the sparse product, so the rule costs little more than the paper's.
     """
-    width = dy_sum.shape[0]
-    inputs = x if example is None else x.index_select(0, example)
-    every_unit = torch.arange(width, device=indices.device)  # dense anyway: the mean term touches every row
-    grad = kernels.kept_t_times_input(indices, values, x, every_unit, width, example)
-    return grad.addr_(dy_sum - kept_bias_grad(values, indices, width), inputs.mean(0))
+    return kernels.centred_t_times_input(indices, values, x, dy_sum, example)
 
 
 def row_sparse_grad(weight: Tensor, rows: Tensor, values: Tensor) -> Tensor:

@@ -90,3 +90,21 @@ def test_kept_units_lists_the_units_that_occur_and_their_rows():
     units, slot = kernels.kept_units(indices, 11)
     assert units.tolist() == [2, 7, 9]
     assert slot.tolist() == [-1, -1, 0, -1, -1, -1, -1, 1, -1, 2, -1]
+
+
+@pytest.mark.parametrize("rows, n_in, width, k", [(16, 9, 12, 4), (3000, 700, 500, 20)])  # one and two threads
+@pytest.mark.parametrize("mapped", [False, True])
+def test_centred_product_against_its_formula(rows, n_in, width, k, mapped):
+    torch.manual_seed(7)
+    x = torch.randn(rows + 5, n_in, dtype=torch.float64) + 1.0
+    dy = torch.randn(rows, width, dtype=torch.float64)
+    example = torch.randperm(rows + 5)[:rows] if mapped else None
+    inputs = x[example] if mapped else x[:rows]
+    if not mapped:
+        x = x[:rows]
+    indices, values = kernels.topk_rows(dy, k)
+    kept = torch.zeros_like(dy).scatter_(1, indices, values)
+    mean = inputs.mean(0)
+    expected = kept.t() @ (inputs - mean) + torch.outer(dy.sum(0), mean)
+    got = kernels.centred_t_times_input(indices, values, x, dy.sum(0), example)
+    torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)

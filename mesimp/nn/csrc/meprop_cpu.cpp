@@ -261,8 +261,13 @@ at::Tensor kept_times_weight(const at::Tensor& indices, const at::Tensor& values
 // dL/dW = S^T x, restricted to the units that occur: slot[u] is unit u's row in the result (units x in),
 // -1 for a unit that never occurs. ``example`` maps each row of indices/values to its row of x (all rows of x
 // when it is empty), so a caller can keep only the real tokens of a padded batch.
+//
+// With a non-empty ``dy_sum`` (the centred rules; every unit has a row: slot is the identity), the result is
+// S^T x + (dy_sum - S^T 1) xbar^T, xbar the mean of the rows of x the entries use: the column sums of x are taken
+// tile by tile while the tile sits in L2 for the products, and the rank-one term is added as each row is written
+// out, so the centred rule costs no extra pass over x or over the result.
 at::Tensor kept_t_times_input(const at::Tensor& indices, const at::Tensor& values, const at::Tensor& example,
-                              const at::Tensor& x, const at::Tensor& slot, int64_t units) {
+                              const at::Tensor& x, const at::Tensor& slot, int64_t units, const at::Tensor& dy_sum) {
   check_pairs(indices, values);
   const auto xs = x.contiguous();
   const auto idx = indices.contiguous();
@@ -281,6 +286,15 @@ at::Tensor kept_t_times_input(const at::Tensor& indices, const at::Tensor& value
     const int64_t* S = sl.data_ptr<int64_t>();
     scalar_t* O = out.data_ptr<scalar_t>();
     const bool one_thread = small_work(rows * k * in) || at::get_num_threads() == 1;
+    const bool centred = dy_sum.numel() > 0;
+    std::vector<scalar_t> coef;  // centred: dy_sum - S^T 1, per unit
+    if (centred) {
+      TORCH_CHECK(dy_sum.numel() == units, "dy_sum must have one entry per unit");
+      const auto ds = dy_sum.contiguous().to(xs.scalar_type());
+      const scalar_t* D = ds.data_ptr<scalar_t>();
+      coef.assign(D, D + units);
+      for (int64_t e = 0; e < rows * k; ++e) coef[S[I[e]]] -= V[e];
+    }
     // The entries sorted by unit within tiles of kRowTile rows (a stable counting sort, once for all blocks):
     // a unit's products of one tile are then summed into its row of the block while that row sits in L1,
     // instead of one L2 read-modify-write of the row per product.
@@ -312,13 +326,21 @@ at::Tensor kept_t_times_input(const at::Tensor& indices, const at::Tensor& value
       // shared. A unit's first product is written, later ones added: nothing is zero-filled beforehand.
       std::vector<scalar_t> buffer(one_thread ? 0 : units * std::min(kColumnBlock, in));
       std::vector<uint8_t> touched(units);
+      std::vector<double> mean(centred ? std::min(kColumnBlock, in) : 0);
       for (int64_t b = begin; b < end; ++b) {
         const int64_t c0 = b * kColumnBlock, n = std::min(kColumnBlock, in - c0);
         scalar_t* base = one_thread ? O + c0 : buffer.data();
         const int64_t ld = one_thread ? in : n;
         std::fill(touched.begin(), touched.end(), uint8_t(0));
+        std::fill(mean.begin(), mean.end(), 0.0);
         for (int64_t t = 0; t < tiles; ++t) {
           const int32_t* off = offsets.data() + t * (units + 1);
+          if (centred) {
+            for (int64_t r = t * kRowTile; r < std::min(rows, (t + 1) * kRowTile); ++r) {
+              const scalar_t* __restrict__ xr = X + (E ? E[r] : r) * in + c0;
+              for (int64_t c = 0; c < n; ++c) mean[c] += double(xr[c]);
+            }
+          }
           const int64_t* rows_of = entry_row.data() + t * kRowTile * k;
           const scalar_t* vals = entry_value.data() + t * kRowTile * k;
           for (int64_t u = 0; u < units; ++u) {
@@ -345,6 +367,18 @@ at::Tensor kept_t_times_input(const at::Tensor& indices, const at::Tensor& value
               for (int64_t c = 0; c < n; ++c) o[c] += v * xr[c];
             }
           }
+        }
+        if (centred) {
+          std::vector<scalar_t> m(n);
+          for (int64_t c = 0; c < n; ++c) m[c] = scalar_t(mean[c] / double(rows));
+          for (int64_t u = 0; u < units; ++u) {
+            scalar_t* dst = O + u * in + c0;
+            const scalar_t* src = base + u * ld;
+            const scalar_t a = coef[u];
+            if (!touched[u]) for (int64_t c = 0; c < n; ++c) dst[c] = a * m[c];
+            else for (int64_t c = 0; c < n; ++c) dst[c] = src[c] + a * m[c];
+          }
+          continue;
         }
         for (int64_t u = 0; u < units; ++u) {
           scalar_t* dst = O + u * in + c0;
