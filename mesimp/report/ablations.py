@@ -44,14 +44,25 @@ def ablations() -> list[str]:
 
 
 def baseline_job(job: Job) -> Job:
-    """The job's full-backprop twin: the same overrides without the rule, with k=null."""
-    kept = [o for o in job.overrides if o.split("=", 1)[0] not in ("k", "meprop.rule")]
+    """The job's full-backprop twin: the same overrides without the rule or simplification, with k=null."""
+    def key(override: str) -> str:
+        return override.split("=", 1)[0]
+
+    kept = [o for o in job.overrides if key(o) not in ("k", "meprop.rule", "simplify")
+            and not key(o).startswith("simplify.")]
     return make_job([*kept, "k=null"])
 
 
 def setting_of(job: Job) -> tuple[tuple[str, str], ...]:
-    """What a table row compares within: every override but the rule, k and the seed."""
-    return tuple((k, v) for k, v in sorted(job.values.items()) if k not in ("meprop.rule", "k", "seed", "task"))
+    """What a table row compares within: every override but the rule, k, simplification and the seed."""
+    return tuple((k, v) for k, v in sorted(job.values.items())
+                 if k not in ("meprop.rule", "k", "seed", "task", "simplify") and not k.startswith("simplify."))
+
+
+def variant_of(job: Job) -> str:
+    """A row's label within its setting: the rule, and the simplification settings where there are any."""
+    extra = [f"{k}={v}" for k, v in sorted(job.values.items()) if k == "simplify" or k.startswith("simplify.")]
+    return " ".join([job.values.get("meprop.rule", "topk"), *extra])
 
 
 def dev_curve(record: RunRecord) -> list[tuple[float, float]]:
@@ -95,7 +106,7 @@ def collect(name: str, root: Path) -> list[Row]:
     rows: dict[tuple, Row] = {}
     for job in expand(name):
         setting = setting_of(job)
-        for rule, j in ((FULL, baseline_job(job)), (job.values.get("meprop.rule", "topk"), job)):
+        for rule, j in ((FULL, baseline_job(job)), (variant_of(job), job)):
             row = rows.setdefault((setting, rule), Row(setting, rule, []))
             if all(r.path != j.path(root) for r in row.records):
                 row.records.append(load_run(root, j))
@@ -122,6 +133,8 @@ def render(name: str, rows: list[Row]) -> tuple[list[str], list[dict]]:
               "Δ dev@1 vs full", "best dev"]
     diagnosed = any(diagnostics_summary(r) for row in rows for r in row.records if r.finished)
     header += ["diagnostics (first run)"] if diagnosed else []
+    shrunk = any("simplify" in row.rule for row in rows)
+    header += ["final hidden (first run)"] if shrunk else []
     base = {row.setting: row for row in rows if row.rule == FULL}
     table = []
     for row in rows:
@@ -134,7 +147,8 @@ def render(name: str, rows: list[Row]) -> tuple[list[str], list[dict]]:
             _summary(firsts),
             "" if row.rule == FULL else _delta(firsts, full.values(first_epoch_dev) if full else []),
             _summary(row.values(lambda r: r.metrics.get("best_dev"))),
-        ] + ([next((diagnostics_summary(r) for r in row.records if r.finished), "")] if diagnosed else []))
+        ] + ([next((diagnostics_summary(r) for r in row.records if r.finished), "")] if diagnosed else [])
+          + ([next((str(r.metrics.get("hidden_dims")) for r in row.records if r.finished), "")] if shrunk else []))
     lines = [f"# {name}", "", f"Runs: `python -m mesimp.train -m +experiment={name}` "
              "(full-backprop baselines: the same overrides with `k=null`); mean ± std over seeds; "
              "a missing run shows in the runs column.", "",
