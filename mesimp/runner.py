@@ -53,8 +53,8 @@ def check_same_rule(cfg: TrainConfig, previous: dict, path: Path) -> None:
     meprop = previous.get("k") is not None or previous.get("k_ratio") is not None
     had = previous.get("rule", "topk" if meprop else None)
     if had != wanted:
-        raise UserError(f"{path} is a finished run with meprop.rule={had}, not {wanted}: add meprop.rule={had} to "
-                        f"get it back, or run elsewhere (MESIMP_RUNS=...) to train with {wanted}")
+        raise UserError(f"{path} is a finished run with meprop.rule={had}, not {wanted} (a task's default rule may "
+                        f"have changed since): resume=false retrains it here, MESIMP_RUNS=... trains elsewhere")
 
 
 def learning_rate(cfg: TrainConfig) -> float:

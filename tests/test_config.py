@@ -67,7 +67,9 @@ def test_method_names(overrides, method):
 
 
 @pytest.mark.parametrize("overrides, rule", [
-    (["task=parse", "k=20"], "unbiased_centred"),  # the parser's default: the rule that trains it
+    (["task=parse", "k=20"], "unbiased_centred"),  # the default of the MLP tasks: the rule that trains best
+    (["task=mnist", "k=20"], "unbiased_centred"),
+    (["task=pos", "k=5"], "topk"),
     (["task=parse", "k=20", "meprop.rule=topk"], "topk"),
     (["task=parse", "k=20", "meprop.scope=batch"], "topk"),  # unified top-k has no per-example rule
     (["task=mnist", "k=20", "meprop.select=random", "meprop.rule=unbiased"], "topk"),

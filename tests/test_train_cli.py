@@ -60,17 +60,20 @@ def test_short_real_run_writes_metrics(tmp_path, shared_data):
     assert any((run_dir / "tb").glob("events.out.tfevents.*"))
     again = train("k=20", "data.train_limit=300", "epochs=2", "evals_per_epoch=2", runs=tmp_path, data=shared_data)
     assert again.returncode == 0 and "already complete" in again.stderr + again.stdout
-    # a finished run of another rule in the same directory (runs from before meprop.rule say nothing: topk)
-    metrics["rule"] = "centred"
-    (run_dir / "metrics.json").write_text(json.dumps(metrics))
-    before = (run_dir / "metrics.json").read_text()
-    stale = train("k=20", "data.train_limit=300", "epochs=2", "evals_per_epoch=2", runs=tmp_path, data=shared_data)
-    assert_one_line_error(stale, "meprop.rule=centred, not topk")
-    assert (run_dir / "metrics.json").read_text() == before
-    del metrics["rule"]
-    (run_dir / "metrics.json").write_text(json.dumps(metrics))
-    old = train("k=20", "data.train_limit=300", "epochs=2", "evals_per_epoch=2", runs=tmp_path, data=shared_data)
-    assert old.returncode == 0 and "already complete" in old.stderr + old.stdout
+    # a finished run of another rule in the same directory is refused, not returned: one that records another rule,
+    # and one from before meprop.rule (it records none: topk, while MNIST's default is now unbiased_centred)
+    assert metrics["rule"] == "unbiased_centred"
+    for recorded in ("centred", None):
+        if recorded:
+            metrics["rule"] = recorded
+        else:
+            del metrics["rule"]
+        (run_dir / "metrics.json").write_text(json.dumps(metrics))
+        before = (run_dir / "metrics.json").read_text()
+        stale = train("k=20", "data.train_limit=300", "epochs=2", "evals_per_epoch=2", runs=tmp_path,
+                      data=shared_data)
+        assert_one_line_error(stale, f"meprop.rule={recorded or 'topk'}, not unbiased_centred")
+        assert (run_dir / "metrics.json").read_text() == before
 
 
 def test_tensorboard_has_the_reported_scalars(tmp_path, shared_data):

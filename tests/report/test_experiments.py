@@ -7,7 +7,7 @@ from omegaconf import OmegaConf, open_dict
 
 from mesimp.config import validate
 from mesimp.errors import UserError
-from mesimp.report.ablations import ablations
+from mesimp.report.ablations import ablations, baseline_job
 from mesimp.report.build import experiments
 from mesimp.report.sweep import EXPERIMENT_DIR, Extras, expand, experiment_names, make_job, same_size_job
 from mesimp.train import CONFIG_DIR, run_name
@@ -54,7 +54,11 @@ def test_runs_shared_between_tables_are_the_same_directories():
     def paths(name, **where):
         return {job.path(CONFIG_DIR) for job in expand(name) if all(job.values[k] == v for k, v in where.items())}
 
-    assert paths("table1_adam_mnist", k="20") <= paths("fig4_topk")
+    assert paths("table1_adam_mnist", **{"meprop.rule": "topk"}) <= paths("fig4_topk")
+    assert paths("table1_adam_mnist", **{"meprop.rule": "unbiased_centred"}) <= paths("ablation_mnist_b10")
+    assert paths("table1_adam_parse") <= paths("ablation_parse_adam")
+    assert paths("table1_adam_parse_full") == {
+        job.path(CONFIG_DIR) for job in map(baseline_job, expand("ablation_parse_adam"))}
     assert paths("readme_a_mnist") <= paths("fig4_topk")
     assert paths("table3_mnist") <= paths("fig4_hk")
 

@@ -45,16 +45,16 @@ def jobs(experiment, **where):
 @pytest.fixture
 def sweep(tmp_path):
     root = tmp_path / "runs"
-    full = jobs("table1_adam_mnist", k="null")
+    full = jobs("table1_adam_mnist_full")
     for job, test in zip(full, (98.0, 98.2, 98.4)):
         write_run(root, job, metrics_for(job, test, backprop_time_s=400.0))
-    meprop = jobs("table1_adam_mnist", k="20")
+    meprop = jobs("table1_adam_mnist", **{"meprop.rule": "topk"})
     write_run(root, meprop[0], metrics_for(meprop[0], 98.5, backprop_time_s=20.0))
     write_run(root, meprop[1], log=LOG.format(name="__main__", level="ERROR", message="error: k=20 is boom"))
     write_run(root, meprop[2], log=LOG.format(name="mesimp.engine.trainer", level="INFO",
                                               message="epoch 3.500 step 19250: train loss 0.1"))
     # an unexpected exception: the log's ERROR line, then the traceback
-    adagrad = jobs("table1_adagrad_mnist", k="10")
+    adagrad = jobs("table1_adagrad_mnist", **{"meprop.rule": "topk"})
     write_run(root, adagrad[0], log=LOG.format(name="__main__", level="ERROR", message="run failed")
               + "Traceback (most recent call last):\n  File x\nRuntimeError: out of memory\n")
     # a run that failed once and was restarted: it is running again, not failed
@@ -113,7 +113,8 @@ def test_tables_put_ours_beside_the_paper_with_reasons_for_missing_cells(sweep, 
     assert "incomplete (interrupted or running; rerun resumes): mnist meprop: k=10 (seed 2)" in adagrad
     assert "failed: unreadable metrics.json" in adagrad and "| missing |" in adagrad
     assert "| POS-Tag (Adam) | LSTM (h=500) | WSJ sample | 0/1: not run | missing |" in table1
-    assert "- `mnist/k=20,seed=2` (MNIST (Adam), meProp (k=20)): failed: error: k=20 is boom" in table1
+    assert "- `mnist/k=20,meprop.rule=topk,seed=2` (MNIST (Adam), meProp (k=20)): failed: error: k=20 is boom" \
+        in table1
 
     rows = read_csv(out / "table1.csv")
     test = next(r for r in rows if r["task"] == "MNIST (Adam)" and r["model"] == "meProp (k=20)"
@@ -144,7 +145,7 @@ def test_tables_put_ours_beside_the_paper_with_reasons_for_missing_cells(sweep, 
     assert sources["mnist/k=null,seed=1"]["status"] == "finished"
     assert sources["mnist/k=null,seed=1"]["used_in"].split() == ["table1", "table2", "readme_a", "fig4_left",
                                                                  "backprop_time_vs_k"]
-    assert sources["mnist/k=20,seed=2"]["status"] == "failed"
+    assert sources["mnist/k=20,meprop.rule=topk,seed=2"]["status"] == "failed"
     assert summary.finished == 8
     index = (out / "README.md").read_text()
     assert f"Runs: 8 of {len(summary.runs)} finished" in index and "x86_64 test, torch 2.13.0" in index
@@ -175,7 +176,7 @@ def test_copy_runs_publishes_config_and_log_of_finished_runs(sweep, tmp_path):
     run = out / "runs" / "mnist" / "k=null,seed=1"
     assert {p.relative_to(run).as_posix() for p in run.rglob("*") if p.is_file()} == {
         "metrics.json", ".hydra/config.yaml", "train.log"}
-    assert not (out / "runs" / "mnist" / "k=20,seed=2").exists()
+    assert not (out / "runs" / "mnist" / "k=20,meprop.rule=topk,seed=2").exists()
     assert (out / "bench" / "cpu.json").exists()
 
 
