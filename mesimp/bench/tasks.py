@@ -78,11 +78,15 @@ def bench_epoch(case: str, max_steps: int | None = None, train_limit: int | None
     built = importlib.import_module(TASKS[cfg.task]).build(cfg)
     task, model = built.task, built.task.model
     start_state = {key: value.clone() for key, value in model.state_dict().items()}
+    # the sampled rules draw from these: each epoch starts from the same draws, so the kernels' loss is comparable
+    generator_states = {name: gen.get_state() for name, gen in built.generators.items()}
     order = torch.randperm(task.train_size, generator=torch.Generator().manual_seed(cfg.seed))
     batches = order.split(cfg.batch_size)[:max_steps]
 
     def epoch(k: int | None) -> tuple[float, float]:
         model.load_state_dict(start_state)
+        for name, state in generator_states.items():
+            built.generators[name].set_state(state)
         _set_k(model, built.tracked_layers, k)
         optimizer = build_optimizer(cfg.optim.name.value, model.parameters(), learning_rate(cfg))
         optimizer.zero_grad(set_to_none=False)
