@@ -16,7 +16,6 @@ import argparse
 import os
 import re
 import shutil
-import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,10 +26,9 @@ from mesimp.report.build import RUN_FILES
 from mesimp.errors import UserError
 from mesimp.report.figures import have_matplotlib
 from mesimp.report.render import write_csv
-from mesimp.report.reproduce import Reproduction, parse_args as reproduce_args
+from mesimp.report.reproduce import Reproduction, parse_args as reproduce_args, run_command
 from mesimp.report.runs import LOG, RunRecord, load_run
 from mesimp.report.sweep import Job, expand, experiment_names, make_job
-from mesimp.train import fail
 
 PREFIX = "ablation_"
 DEFAULT_ROOT = Path(os.environ.get("MESIMP_RUNS") or "runs")  # the runner's own root: runs shared with the paper grid
@@ -255,7 +253,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--copy-runs", action="store_true",
                         help="copy each run's metrics.json, config and train.log under OUT/runs/")
     args = parser.parse_args(argv)
-    try:
+
+    def run() -> int:
         names = [n.strip() for n in args.only.split(",")] if args.only else ablations()
         unknown = [n for n in names if n not in ablations()]
         if unknown:
@@ -264,12 +263,9 @@ def main(argv: list[str] | None = None) -> None:
             run_missing(names, args.root.resolve(), args.jobs)
         written = report(names, args.root, args.out, publish=args.copy_runs)
         print(f"ablations: {len(written)} files written to {args.out}")
-    except UserError as err:
-        fail(str(err))
-    except KeyboardInterrupt:
-        print("interrupted: the same command resumes where this one stopped", file=sys.stderr)
-        sys.exit(130)
+        return 0
 
+    run_command(run)
 
 if __name__ == "__main__":
     main()

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 from omegaconf import OmegaConf
 
@@ -199,14 +200,19 @@ def _check_launcher(name: str, jobs: int) -> str:
     return name
 
 
-def main(argv: list[str] | None = None) -> None:
+def run_command(action: Callable[[], int]) -> None:
+    """A resumable driver's exit: its status, one ``error:`` line for bad input, and a word on resuming after ^C."""
     try:
-        sys.exit(Reproduction(parse_args(argv)).run())
+        sys.exit(action())
     except UserError as err:
         fail(str(err))
     except KeyboardInterrupt:
         print("interrupted: the same command resumes where this one stopped", file=sys.stderr)
         sys.exit(130)
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_command(lambda: Reproduction(parse_args(argv)).run())
 
 
 if __name__ == "__main__":
