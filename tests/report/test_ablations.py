@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from mesimp.report.ablations import FULL, ablations, baseline_job, collect, dev_curve, main, setting_of
 from mesimp.report.sweep import expand
 
@@ -30,7 +32,9 @@ def test_report_compares_each_rule_with_full_backprop(tmp_path):
     fake_run(root, baseline_job(jobs[0]), [(1.0, 96.0)], 98.0)
     rows = collect("ablation_mnist_b100", root)
     assert [row.rule for row in rows] == [FULL, "topk", "centred", "unbiased_centred"]
-    main(["--no-run", "--root", str(root), "--out", str(tmp_path / "out"), "--only", "ablation_mnist_b100"])
+    with pytest.raises(SystemExit) as done:
+        main(["--no-run", "--root", str(root), "--out", str(tmp_path / "out"), "--only", "ablation_mnist_b100"])
+    assert done.value.code == 0
     text = (tmp_path / "out" / "ablation_mnist_b100.md").read_text()
     assert "| batch_size=100 | centred | 1/1 | 98.00 | +0.00 | 96.00 | +0.00 |" in text
     assert "| batch_size=100 | topk | 1/1 | 97.00 | -1.00 | 95.00 | -1.00 |" in text
