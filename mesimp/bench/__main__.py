@@ -68,13 +68,15 @@ TABLES = [
     (("layer", "mlp", "lstm"),
      "| layer | batch (tokens) | in -> out | k | scope | select | rule | dense (ms) | meProp (ms) | ratio | ideal |",
      lambda r: f"| {r['case']} | {r['batch']} | {r['in_features']} -> {r['out_features']} | {r['k']} | {r['scope']} "
-               f"| {r['select']} | {r.get('rule', 'topk')} | {r['dense_ms']:.3f} | {r['meprop_ms']:.3f} | {r['ratio']:.1f}x | {r['ideal']:.0f}x |"),
+               f"| {r['select']} | {r.get('rule', 'topk')} | {r['dense_ms']:.3f} | {r['meprop_ms']:.3f} "
+               f"| {r['ratio']:.1f}x | {r['ideal']:.0f}x |"),
     (("memory",), "| backward peak memory | k | scope | growth (MiB) |",
      lambda r: f"| {r['batch']} x {r['in_features']} -> {r['out_features']} | {r['k']} | {r['scope']} "
                f"| {r['peak_growth_bytes'] / 2**20:.1f} |"),
     (("epoch",), "| epoch | k | rule | minibatch | steps | dense (s) | meProp (s) | ratio | loss dense / meProp / "
                  "meProp without kernels |",
-     lambda r: f"| {r['task']} | {r['k']} | {r.get('rule', 'topk')} | {r['batch_size']} | {r['steps']} | {r['dense_s']:.2f} | {r['meprop_s']:.2f} "
+     lambda r: f"| {r['task']} | {r['k']} | {r.get('rule', 'topk')} | {r['batch_size']} | {r['steps']} "
+               f"| {r['dense_s']:.2f} | {r['meprop_s']:.2f} "
                f"| {r['ratio']:.2f}x | {r['dense_loss']:.4f} / {r['meprop_loss']:.4f} / {r['meprop_pytorch_loss']:.4f} |"),
     (("decode",), "| parser | hidden | meSimp-sized | 500-wide (ms) | narrow (ms) | ratio |",
      lambda r: f"| {r['what']} | {r['wide']} | {r['narrow']} | {r['wide_ms']:.1f} | {r['narrow_ms']:.1f} "

@@ -100,7 +100,8 @@ def sample_rows(dy: Tensor, indices: Tensor, values: Tensor, uniforms: Tensor) -
     sampled_rows = m < k
     tau = torch.where(sampled_rows, tail.gather(1, m.clamp_max(k - 1).unsqueeze(1)).squeeze(1) / (k - m), 1.0)
     capped = slots < m.unsqueeze(1)
-    probabilities = (magnitudes / tau.unsqueeze(1)).scatter(1, top_indices, torch.where(capped, 0.0, top / tau[:, None]))
+    uncapped_top = torch.where(capped, 0.0, top / tau[:, None])  # the capped entries are not drawn
+    probabilities = (magnitudes / tau.unsqueeze(1)).scatter(1, top_indices, uncapped_top)
     points = uniforms.double().unsqueeze(1) + (slots - m.unsqueeze(1)).clamp_min(0)
     drawn = torch.searchsorted(probabilities.cumsum(1), points, right=True).clamp_max(dy.shape[1] - 1)
     drawn_values = (dy.gather(1, drawn).sign().double() * tau.unsqueeze(1)).to(dy.dtype)

@@ -28,8 +28,8 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from mesimp.nn import kernels
-from mesimp.nn.sparse_grad import (CENTRED_RULES, RULES, SAMPLED_RULES, BiasGrad, Rule, bias_grad, clock, kept_bias_grad,
-                                   row_sparse_grad, rule_weight_grad, sample_kept)
+from mesimp.nn.sparse_grad import (CENTRED_RULES, RULES, SAMPLED_RULES, BiasGrad, Rule, bias_grad, clock,
+                                   kept_bias_grad, row_sparse_grad, rule_weight_grad, sample_kept)
 
 Scope = Literal["example", "batch"]
 Select = Literal["topk", "random"]

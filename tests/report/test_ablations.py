@@ -20,8 +20,8 @@ def fake_run(root, job, dev_by_epoch, test):
     path = job.path(root)
     path.mkdir(parents=True)
     history = [{"epoch": e, "dev": d, "step": i, "train_loss": 0.1} for i, (e, d) in enumerate(dev_by_epoch)]
-    (path / "metrics.json").write_text(json.dumps({"test_at_best_dev": test, "best_dev": max(d for _, d in dev_by_epoch),
-                                                   "history": history}))
+    best = max(d for _, d in dev_by_epoch)
+    (path / "metrics.json").write_text(json.dumps({"test_at_best_dev": test, "best_dev": best, "history": history}))
 
 
 def test_report_compares_each_rule_with_full_backprop(tmp_path):
