@@ -168,20 +168,22 @@ def plot(name: str, rows: list[Row], out: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     settings = list(dict.fromkeys(row.setting for row in rows))
+    variants = list(dict.fromkeys(row.rule for row in rows))
+    colours = {variant: f"C{i % 10}" for i, variant in enumerate(variants)}  # one colour per rule in every panel
     fig, axes = plt.subplots(1, len(settings), figsize=(5.5 * len(settings), 4), squeeze=False)
     for ax, setting in zip(axes[0], settings):
+        bests = []
         for row in (r for r in rows if r.setting == setting):
             finished = [r for r in row.records if r.finished]
             curve = dev_curve(finished[0]) if finished else []
             if curve:
-                ax.plot(*zip(*curve), label=row.rule, linewidth=1.2)
+                ax.plot(*zip(*curve), label=row.rule, linewidth=1.2, color=colours[row.rule])
+                bests.append(max(dev for _, dev in curve))
         ax.set_title(", ".join(f"{k}={v}" for k, v in setting) or name, fontsize=9)
         ax.set_xlabel("epoch")
         ax.set_ylabel("dev score (%)")
-        lows = [dev for row in rows if row.setting == setting and row.rule == FULL
-                for r in row.records if r.finished for _, dev in dev_curve(r)]
-        if lows:
-            ax.set_ylim(max(0.0, max(lows) - 25), max(lows) + 3)
+        if bests:  # every rule's best in view; the first evaluations of a slow start may fall below
+            ax.set_ylim(max(0.0, min(bests) - 5), max(bests) + 2)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
