@@ -142,10 +142,15 @@ def kept_t_times_input(indices: Tensor, values: Tensor, x: Tensor, slot: Tensor,
 
 def centred_t_times_input(indices: Tensor, values: Tensor, x: Tensor, dy_sum: Tensor,
                           example: Tensor | None = None) -> Tensor:
-    """S^T x + (dy_sum - S^T 1) xbar^T, dense (width, in): the centred rules' dL/dW (``sparse_grad``).
+    """S^T x + (dy_sum - S^T 1) xbar^T = S^T (x - xbar) + (dy^T 1) xbar^T, dense (width, in): the centred rules'
+    dL/dW (``sparse_grad``).
 
-    xbar: the mean of the rows of ``x`` the entries use (``example`` maps them, as in :func:`kept_t_times_input`).
-    The kernel takes xbar's sums and adds the rank-one term while it writes each row of the product.
+    The exact gradient is dy^T (x - xbar) + (dy^T 1) xbar^T: the second (rank-one) term needs only dy's column sums
+    (the dense bias gradient), so it is kept exact, and the sparse S estimates only the first, whose input is
+    centred. Where the inputs are nearly the same for every example (the parser's), that term is most of the
+    gradient. xbar: the mean of the rows of ``x`` the entries use (``example`` maps them, as in
+    :func:`kept_t_times_input`). The kernel takes xbar's sums from the tiles of x it holds for the product and adds
+    the rank-one term while it writes each row, so the rule costs little more than the paper's.
     """
     width = dy_sum.shape[0]
     kernel = _kernel(x)

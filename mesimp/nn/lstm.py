@@ -28,8 +28,8 @@ from torch import Tensor, nn
 from mesimp.nn import kernels
 from mesimp.nn.meprop import (BackwardReport, ReportsBackward, Scope, Select, check_options, effective_k,
                               gradient_diagnostics, keep_per_example, select_units)
-from mesimp.nn.sparse_grad import (CENTRED_RULES, SAMPLED_RULES, BiasGrad, Rule, clock, kept_bias_grad,
-                                   rule_weight_grad, sample_kept)
+from mesimp.nn.sparse_grad import (CENTRED_RULES, SAMPLED_RULES, TOPK_RULES, BiasGrad, Rule, clock,
+                                   kept_bias_grad, rule_weight_grad, sample_kept)
 
 Gates = Literal["joint", "per_gate"]
 GATES = ("joint", "per_gate")
@@ -104,7 +104,7 @@ class _MePropLSTMFunction(torch.autograd.Function):
         compiled = None
         # the compiled loop keeps no dL/dz rows, which the sampled rules, dense_dw and the diagnostics need
         if (k is not None and layer.scope == "example" and layer.select == "topk"
-                and layer.rule in ("topk", "centred") and not layer.diagnose):
+                and layer.rule in TOPK_RULES and not layer.diagnose):
             compiled = kernels.lstm_topk_bptt(A, C, d_out, w_hh, batch_sizes, k, layer.gates == "per_gate")
         need_x, need_ih, need_hh, need_b = ctx.needs_input_grad[:4]
         if compiled is not None:
@@ -129,7 +129,7 @@ class _MePropLSTMFunction(torch.autograd.Function):
                 dx.index_copy_(0, tokens, kernels.kept_times_weight(indices, values, w_ih))
                 dx = dx.view_as(x)
             dz_rows, kept = None, (indices, values)
-            if layer.rule not in ("topk", "centred") and (need_ih or need_hh):
+            if layer.rule not in TOPK_RULES and (need_ih or need_hh):
                 dz_rows = dz_flat.index_select(0, tokens)
                 if layer.rule in SAMPLED_RULES:
                     kept = _sample_gates(dz_rows, indices, values, layer)

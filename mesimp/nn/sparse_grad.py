@@ -21,6 +21,7 @@ Rule = Literal["topk", "dense_dw", "centred", "unbiased", "unbiased_centred"]
 RULES = ("topk", "dense_dw", "centred", "unbiased", "unbiased_centred")
 SAMPLED_RULES = ("unbiased", "unbiased_centred")
 CENTRED_RULES = ("centred", "unbiased_centred")
+TOPK_RULES = ("topk", "centred")  # computed from the top-k alone: they need no other entry of dy
 
 
 def example_weight_grad(weight: Tensor, x: Tensor, indices: Tensor, values: Tensor,
@@ -42,13 +43,13 @@ def rule_weight_grad(rule: Rule, weight: Tensor, x: Tensor, dy: Tensor, dy_sum: 
 
     (indices, values): the top-k for ``topk`` and ``centred``, an unbiased sample (:func:`sample_kept`) for the
     ``unbiased`` rules. ``topk`` and ``unbiased``: S^T x. ``centred`` and ``unbiased_centred``: the same plus the
-    exact rank-one mean term (:func:`centred_weight_grad`; needs ``dy_sum``, dy's column sums). ``dense_dw``: the
+    exact rank-one mean term (:func:`kernels.centred_t_times_input`; needs ``dy_sum``, dy's column sums). ``dense_dw``: the
     exact dy^T x (an ablation: no saving). ``example`` maps rows of dy to rows of x (default: the same).
     """
     if rule == "dense_dw":
         return dy.t() @ (x if example is None else x.index_select(0, example))
     if rule in CENTRED_RULES:
-        return centred_weight_grad(x, indices, values, dy_sum, example)
+        return kernels.centred_t_times_input(indices, values, x, dy_sum, example)
     return example_weight_grad(weight, x, indices, values, example)
 
 
@@ -57,19 +58,6 @@ def sample_kept(dy: Tensor, indices: Tensor, values: Tensor, generator: torch.Ge
     """An unbiased k-entry sample of each row of dy given its top-k (:func:`kernels.sample_rows`)."""
     uniforms = torch.rand(dy.shape[0], generator=generator, dtype=torch.float64).to(dy.device)
     return kernels.sample_rows(dy, indices, values, uniforms)
-
-
-def centred_weight_grad(x: Tensor, indices: Tensor, values: Tensor, dy_sum: Tensor,
-                        example: Tensor | None = None) -> Tensor:
-    """S^T (x - xbar) + (dy^T 1) xbar^T, computed as S^T x + (dy^T 1 - S^T 1) xbar^T.
-
-    The exact gradient is dy^T (x - xbar) + (dy^T 1) xbar^T: the second (rank-one) term needs only dy's column
-    sums (the dense bias gradient), so it is kept exact, and the sparse S estimates only the first, whose input is
-    centred. Where the inputs are nearly the same for every example (the parser's), that term is most of the
-    gradient. The result is dense; the compiled kernel takes x's mean and adds the rank-one term while it computes
-    and writes the sparse product, so the rule costs little more than the paper's.
-    """
-    return kernels.centred_t_times_input(indices, values, x, dy_sum, example)
 
 
 def row_sparse_grad(weight: Tensor, rows: Tensor, values: Tensor) -> Tensor:

@@ -28,7 +28,7 @@ from mesimp.report.figures import have_matplotlib
 from mesimp.report.render import write_csv
 from mesimp.report.reproduce import Reproduction, parse_args as reproduce_args, run_command
 from mesimp.report.runs import LOG, RunRecord, load_run
-from mesimp.report.sweep import Job, expand, experiment_names, make_job
+from mesimp.report.sweep import Job, expand, experiment_names, full_backprop_job
 
 PREFIX = "ablation_"
 DEFAULT_ROOT = Path(os.environ.get("MESIMP_RUNS") or "runs")  # the runner's own root: runs shared with the paper grid
@@ -39,16 +39,6 @@ PROGRESS = re.compile(r"epoch (?P<epoch>[\d.]+) step (?P<step>\d+): train loss (
 
 def ablations() -> list[str]:
     return [name for name in experiment_names() if name.startswith(PREFIX)]
-
-
-def baseline_job(job: Job) -> Job:
-    """The job's full-backprop twin: the same overrides without the rule or simplification, with k=null."""
-    def key(override: str) -> str:
-        return override.split("=", 1)[0]
-
-    kept = [o for o in job.overrides if key(o) not in ("k", "meprop.rule", "simplify")
-            and not key(o).startswith("simplify.")]
-    return make_job([*kept, "k=null"])
 
 
 def setting_of(job: Job) -> tuple[tuple[str, str], ...]:
@@ -104,7 +94,7 @@ def collect(name: str, root: Path) -> list[Row]:
     rows: dict[tuple, Row] = {}
     for job in expand(name):
         setting = setting_of(job)
-        for rule, j in ((FULL, baseline_job(job)), (variant_of(job), job)):
+        for rule, j in ((FULL, full_backprop_job(job)), (variant_of(job), job)):
             row = rows.setdefault((setting, rule), Row(setting, rule, []))
             if all(r.path != j.path(root) for r in row.records):
                 row.records.append(load_run(root, j))
@@ -235,7 +225,7 @@ def run_missing(names: list[str], root: Path, jobs: int) -> None:
     root.mkdir(parents=True, exist_ok=True)
     for name in names:
         reproduction.sweep(name)
-        baselines = {baseline_job(job) for job in expand(name)}
+        baselines = {full_backprop_job(job) for job in expand(name)}
         for job in sorted(baselines, key=lambda j: j.name):
             if not load_run(root, job).finished:
                 reproduction.launch(f"full backprop for {name}", "1 run", [*reproduction.hydra_args(),

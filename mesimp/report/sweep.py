@@ -122,15 +122,20 @@ def is_hydra(override: str) -> bool:
     return override.lstrip("+~").startswith(("hydra.", "hydra/"))
 
 
-def same_size_job(job: Job, hidden_dims: list[int]) -> Job:
-    """A meSimp run's twin: the same settings and seed, full backprop (so no meProp rule), on a network of its final
-    widths."""
+def full_backprop_job(job: Job, *extra: str) -> Job:
+    """The job's settings and seed with full backprop (no k, rule or simplification), then ``extra`` overrides
+    (which replace the job's own for the same keys)."""
     def key(override: str) -> str:
         return override.split("=", 1)[0]
 
-    kept = [o for o in job.overrides if key(o) not in ("k", "k_ratio", "simplify", "model.hidden", "meprop.rule")
-            and not key(o).startswith("simplify.")]
-    return make_job([*kept, "k=null", f"model.hidden=[{','.join(str(d) for d in hidden_dims)}]"])
+    gone = {"k", "k_ratio", "meprop.rule", "simplify", *map(key, extra)}
+    kept = [o for o in job.overrides if key(o) not in gone and not key(o).startswith("simplify.")]
+    return make_job([*kept, "k=null", *extra])
+
+
+def same_size_job(job: Job, hidden_dims: list[int]) -> Job:
+    """A meSimp run's twin: full backprop on a network of its final widths (:func:`full_backprop_job`)."""
+    return full_backprop_job(job, f"model.hidden=[{','.join(str(d) for d in hidden_dims)}]")
 
 
 def _parse(overrides: list[str]):

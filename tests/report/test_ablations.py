@@ -4,14 +4,15 @@ import json
 
 import pytest
 
-from mesimp.report.ablations import FULL, ablations, baseline_job, collect, dev_curve, main, setting_of
+from mesimp.report.ablations import FULL, ablations, collect, dev_curve, main, setting_of
+from mesimp.report.sweep import full_backprop_job
 from mesimp.report.sweep import expand
 
 
 def test_every_ablation_job_has_a_full_backprop_twin():
     for name in ablations():
         for job in expand(name):
-            twin = baseline_job(job)
+            twin = full_backprop_job(job)
             assert twin.values["k"] == "null" and "meprop.rule" not in twin.values
             assert setting_of(twin) == setting_of(job)
 
@@ -29,7 +30,7 @@ def test_report_compares_each_rule_with_full_backprop(tmp_path):
     jobs = [j for j in expand("ablation_mnist_b100")]
     for i, job in enumerate(jobs):
         fake_run(root, job, [(0.5, 90.0), (1.0, 95.0 + i)], 97.0 + i)
-    fake_run(root, baseline_job(jobs[0]), [(1.0, 96.0)], 98.0)
+    fake_run(root, full_backprop_job(jobs[0]), [(1.0, 96.0)], 98.0)
     rows = collect("ablation_mnist_b100", root)
     assert [row.rule for row in rows] == [FULL, "topk", "centred", "unbiased_centred"]
     with pytest.raises(SystemExit) as done:

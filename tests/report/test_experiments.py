@@ -7,9 +7,10 @@ from omegaconf import OmegaConf, open_dict
 
 from mesimp.config import validate
 from mesimp.errors import UserError
-from mesimp.report.ablations import ablations, baseline_job
+from mesimp.report.ablations import ablations
 from mesimp.report.build import experiments
-from mesimp.report.sweep import EXPERIMENT_DIR, Extras, expand, experiment_names, make_job, same_size_job
+from mesimp.report.sweep import (EXPERIMENT_DIR, Extras, expand, experiment_names, full_backprop_job, make_job,
+                                 same_size_job)
 from mesimp.train import CONFIG_DIR, run_name
 from tests.helpers import assert_one_line_error, train
 
@@ -58,7 +59,7 @@ def test_runs_shared_between_tables_are_the_same_directories():
     assert paths("table1_adam_mnist", **{"meprop.rule": "unbiased_centred"}) <= paths("ablation_mnist_b10")
     assert paths("table1_adam_parse") <= paths("ablation_parse_adam")
     assert paths("table1_adam_parse_full") == {
-        job.path(CONFIG_DIR) for job in map(baseline_job, expand("ablation_parse_adam"))}
+        job.path(CONFIG_DIR) for job in map(full_backprop_job, expand("ablation_parse_adam"))}
     assert paths("readme_a_mnist") <= paths("fig4_topk")
     assert paths("table3_mnist") <= paths("fig4_hk")
 
