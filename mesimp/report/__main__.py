@@ -7,11 +7,10 @@ Aggregate the runs under a sweep root into the paper's tables and figures. Give 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from mesimp.errors import UserError
-from mesimp.report.build import build
+from mesimp.report.build import announce, build
 from mesimp.report.plan import DEFAULT_OUT, DEFAULT_ROOT, FAST_OUT, FAST_ROOT, extras_from
 from mesimp.train import fail
 
@@ -35,10 +34,7 @@ def main(argv: list[str] | None = None) -> None:
         summary = build(root, out, extras_from(args.overrides, fast=args.fast), copy_runs=args.copy_runs)
     except UserError as err:
         fail(str(err))
-    print(f"report: {summary.finished} of {len(summary.runs)} runs finished; tables and figures in {out}")
-    if summary.figures_skipped:
-        print(f"report: matplotlib is not installed, figures not drawn: {', '.join(summary.figures_skipped)}",
-              file=sys.stderr)
+    announce(summary, out)
 
 
 if __name__ == "__main__":

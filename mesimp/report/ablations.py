@@ -27,7 +27,8 @@ from mesimp.errors import UserError
 from mesimp.report.figures import have_matplotlib
 from mesimp.report.render import write_csv
 from mesimp.report.reproduce import Reproduction, parse_args as reproduce_args, run_command
-from mesimp.report.runs import LOG, RunRecord, load_run
+from mesimp.report.output import build_then_swap
+from mesimp.report.runs import LOG, RunRecord, load_run, skipped, skipped_markdown
 from mesimp.report.sweep import Job, expand, experiment_names, full_backprop_job
 
 PREFIX = "ablation_"
@@ -193,28 +194,32 @@ def copy_runs(rows: list[Row], root: Path, out: Path) -> None:
                 shutil.copy2(record.path / name, dest / name)
 
 
-def report(names: list[str], root: Path, out: Path, publish: bool = False) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
+def report(names: list[str], root: Path, out: Path, publish: bool = False) -> list[str]:
+    """Write every ablation's table, figure and curves into out (replaced whole); returns the skipped runs."""
+    return build_then_swap(out, lambda folder: _write(names, root, folder, publish))
+
+
+def _write(names: list[str], root: Path, out: Path, publish: bool) -> list[str]:
     index = ["# Ablations: per-example weight-gradient rules", "",
              "Written by `python -m mesimp.report.ablations`; every run's metrics.json, config and train.log are "
              "under runs/.", ""]
+    records = []
     for name in names:
         rows = collect(name, root)
+        records += [r for row in rows for r in row.records]
         if publish:
             copy_runs(rows, root, out)
         lines, table = render(name, rows)
         (out / f"{name}.md").write_text("\n".join(lines) + "\n")
         write_csv(out / f"{name}.csv", table)
-        written += [out / f"{name}.md", out / f"{name}.csv"]
         figure = plot(name, rows, out)
-        written += [figure] if figure else []
         index += [f"- [{name}]({name}.md)" + (f" ([figure]({name}.png))" if figure else "")]
         write_json(out / f"{name}.curves.json", {
             f"{','.join(f'{k}={v}' for k, v in row.setting)}|{row.rule}|{r.path.name}": dev_curve(r)
             for row in rows for r in row.records if r.finished})
-    (out / "README.md").write_text("\n".join(index) + "\n")
-    return written
+    found = skipped(records)
+    (out / "README.md").write_text("\n".join(index + skipped_markdown(found)) + "\n")
+    return found
 
 
 def run_missing(names: list[str], root: Path, jobs: int) -> None:
@@ -253,8 +258,10 @@ def main(argv: list[str] | None = None) -> None:
             raise UserError(f"unknown ablation {unknown[0]!r}; known: {', '.join(ablations())}")
         if not args.no_run:
             run_missing(names, args.root.resolve(), args.jobs)
-        written = report(names, args.root, args.out, publish=args.copy_runs)
-        print(f"ablations: {len(written)} files written to {args.out}")
+        found = report(names, args.root, args.out, publish=args.copy_runs)
+        print(f"ablations: {len(names)} ablation(s) written to {args.out}")
+        if found:
+            print(f"ablations: {len(found)} run(s) skipped:", *found, sep="\n  ")
         return 0
 
     run_command(run)

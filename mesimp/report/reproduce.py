@@ -28,7 +28,7 @@ from mesimp.data.paths import resolve_data_root
 from mesimp.data.treebank import SPLITS, dataset_files, treebank_files
 from mesimp.errors import UserError
 from mesimp.report.bench import BENCH_DIR
-from mesimp.report.build import build, every_runs, experiments
+from mesimp.report.build import announce, build, every_runs, experiments
 from mesimp.report.plan import BENCH_ARGS, DEFAULT_OUT, DEFAULT_ROOT, FAST_BENCH_ARGS, FAST_OUT, FAST_ROOT, \
     extras_from
 from mesimp.report.runs import load_run
@@ -82,9 +82,7 @@ class Reproduction:
         if self.dry_run:
             return 0
         summary = build(self.root, self.out, self.extras, copy_runs=not self.fast)
-        print(f"report: {summary.finished} of {len(summary.runs)} runs finished; written to {self.out}")
-        if summary.figures_skipped:
-            print(f"report: figures not drawn (no matplotlib): {', '.join(summary.figures_skipped)}")
+        announce(summary, self.out)
         if self.failed:
             print(f"failed: {', '.join(self.failed)} (logs in {self.root / 'logs'}; the report shows each reason)",
                   file=sys.stderr)
@@ -195,9 +193,17 @@ def _check_launcher(name: str, jobs: int) -> str:
     if name != "basic" and not (CONFIG_DIR / "hydra" / "launcher" / f"{name}.yaml").is_file():
         raise UserError(f"unknown launcher {name!r}; known: local, slurm, slurm_local, basic")
     plugin = LAUNCHER_PLUGINS.get(name)
-    if plugin and importlib.util.find_spec(plugin) is None:
-        raise UserError(f"the {name} launcher needs its Hydra plugin: pip install -e \".[{EXTRAS[name]}]\"")
+    if plugin and not _installed(plugin):
+        raise UserError(f"the {name} launcher needs its Hydra plugin: pip install -e \".[{EXTRAS[name]}]\" "
+                        "(or --launcher basic: one run at a time)")
     return name
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a dotted name whose parent is missing too (no Hydra plugin at all)
+        return False
 
 
 def run_command(action: Callable[[], int]) -> None:

@@ -22,7 +22,8 @@ def fake_run(root, job, dev_by_epoch, test):
     path.mkdir(parents=True)
     history = [{"epoch": e, "dev": d, "step": i, "train_loss": 0.1} for i, (e, d) in enumerate(dev_by_epoch)]
     best = max(d for _, d in dev_by_epoch)
-    (path / "metrics.json").write_text(json.dumps({"test_at_best_dev": test, "best_dev": best, "history": history}))
+    (path / "metrics.json").write_text(json.dumps({"task": job.task, "method": "meprop", "test_at_best_dev": test,
+                                                   "best_dev": best, "history": history}))
 
 
 def test_report_compares_each_rule_with_full_backprop(tmp_path):
@@ -39,6 +40,23 @@ def test_report_compares_each_rule_with_full_backprop(tmp_path):
     text = (tmp_path / "out" / "ablation_mnist_b100.md").read_text()
     assert "| batch_size=100 | centred | 1/1 | 98.00 | +0.00 | 96.00 | +0.00 |" in text
     assert "| batch_size=100 | topk | 1/1 | 97.00 | -1.00 | 95.00 | -1.00 |" in text
+
+
+def test_report_skips_and_lists_runs_with_unusable_metrics(tmp_path, capsys):
+    root, out = tmp_path / "runs", tmp_path / "out"
+    jobs = expand("ablation_mnist_b100")
+    for job in jobs:
+        fake_run(root, job, [(1.0, 95.0)], 97.0)
+    (jobs[0].path(root) / "metrics.json").write_text("[]")
+    out.mkdir()
+    (out / "ablation_pos.md").write_text("another ablation's table\n")
+    with pytest.raises(SystemExit) as done:
+        main(["--no-run", "--root", str(root), "--out", str(out), "--only", "ablation_mnist_b100"])
+    assert done.value.code == 0
+    line = f"mnist/{jobs[0].name}: skipped: unusable metrics.json: not a JSON object but an array"
+    assert f"\n  {line}" in capsys.readouterr().out and f"\n- {line}" in (out / "README.md").read_text()
+    assert "| batch_size=100 | topk | 0/1 | – |" in (out / "ablation_mnist_b100.md").read_text()
+    assert (out / "ablation_pos.md").read_text() == "another ablation's table\n"  # not selected: kept
 
 
 def test_dev_curve_reads_older_runs_from_their_log(tmp_path):

@@ -8,7 +8,9 @@ import sys
 
 import pytest
 
-from mesimp.report import build as build_module
+from mesimp.metrics_file import METRICS, InvalidMetrics, read_metrics
+from mesimp.report import build as build_module, reproduce
+from mesimp.report.__main__ import main as report_main
 from mesimp.report.build import build
 from mesimp.report.runs import Status, load_run
 from mesimp.report.sweep import expand, same_size_job
@@ -19,7 +21,8 @@ LOG = "[2026-11-25 10:00:00,000][{name}][{level}] - {message}\n"
 
 def metrics_for(job, test, **extra):
     values = job.values
-    metrics = {"task": job.task, "k": None if values.get("k", "null") == "null" else int(values["k"]),
+    metrics = {"task": job.task, "method": "meprop",
+               "k": None if values.get("k", "null") == "null" else int(values["k"]),
                "seed": int(values.get("seed", 1)), "best_dev": test + 0.1, "test_at_best_dev": test,
                "best_dev_epoch": 10.0, "epochs_run": 20, "steps": 110_000, "backprop_time_s": 200.0,
                "backward_time_s": 300.0, "forward_time_s": 100.0, "train_time_s": 450.0, "final_test": test - 0.1,
@@ -111,7 +114,7 @@ def test_tables_put_ours_beside_the_paper_with_reasons_for_missing_cells(sweep, 
     adagrad = next(line for line in table1.splitlines() if line.startswith("| MNIST (AdaGrad) | meProp (k=10)"))
     assert "failed: run failed: RuntimeError: out of memory (seed 1)" in adagrad
     assert "incomplete (interrupted or running; rerun resumes): mnist meprop: k=10 (seed 2)" in adagrad
-    assert "failed: unreadable metrics.json" in adagrad and "| missing |" in adagrad
+    assert "skipped: unusable metrics.json: not valid JSON" in adagrad and "| missing |" in adagrad
     assert "| POS-Tag (Adam) | LSTM (h=500) | WSJ sample | 0/1: not run | missing |" in table1
     assert "- `mnist/k=20,meprop.rule=topk,seed=2` (MNIST (Adam), meProp (k=20)): failed: error: k=20 is boom" \
         in table1
@@ -204,3 +207,83 @@ def test_log_reasons(tmp_path):
 def test_bad_input_is_one_line(args, fragment):
     result = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=120)
     assert_one_line_error(result, fragment)
+
+
+@pytest.mark.parametrize("content,reason", [
+    ('{"task": "mnist", "method": "meprop", "best_d', "not valid JSON"),  # truncated
+    ("[]", "not a JSON object but an array"),
+    ('"x"', "not a JSON object but a string"),
+    ('{"task": "mnist", "best_dev": 98.0}', "no method, test_at_best_dev"),
+])
+def test_read_metrics_says_why_a_file_cannot_be_used(tmp_path, content, reason):
+    path = tmp_path / METRICS
+    path.write_text(content)
+    with pytest.raises(InvalidMetrics, match=reason):
+        read_metrics(path)
+    job = jobs("table3_mnist")[0]
+    write_run(tmp_path, job).joinpath(METRICS).write_text(content)
+    record = load_run(tmp_path, job)
+    assert record.status is Status.invalid and record.reason.startswith("skipped: unusable metrics.json: " + reason)
+
+
+def test_runs_with_unusable_metrics_are_skipped_and_listed(sweep, tmp_path, capsys):
+    full = jobs("table1_adam_mnist_full")
+    valid = json.dumps(metrics_for(full[0], 98.0))
+    for job, content in zip(full, (valid[:40], "[]", '"x"')):
+        (job.path(sweep) / METRICS).write_text(content)
+    out = tmp_path / "out"
+    report_main(["--root", str(sweep), "--out", str(out)])
+    printed = capsys.readouterr().out
+    index = (out / "README.md").read_text()
+    reasons = ("not valid JSON", "not a JSON object but an array", "not a JSON object but a string")
+    for job, reason in zip(full, reasons):
+        line = f"{job.task}/{job.name}: skipped: unusable metrics.json: {reason}"
+        assert f"\n  {line}" in printed and f"\n- {line}" in index
+    assert "report: 4 run(s) skipped:" in printed  # with the fixture's own broken file
+    mlp = next(line for line in (out / "table1.md").read_text().splitlines()
+               if line.startswith("| MNIST (Adam) | MLP (h=500)"))
+    assert "| 0/3: skipped: unusable metrics.json: not valid JSON" in mlp and "| missing |" in mlp
+
+
+def snapshot(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_report_that_stops_midway_leaves_the_old_folder_as_it_was(sweep, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    build(sweep, out, copy_runs=True)
+    before = snapshot(out)
+    (jobs("table1_adam_mnist_full")[0].path(sweep) / METRICS).write_text("[]")  # new tables would differ
+
+    def broken(*args):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(build_module, "write_dims", broken)  # after every table is written
+    with pytest.raises(RuntimeError, match="disk full"):
+        build(sweep, out, copy_runs=True)
+    assert snapshot(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "runs"]  # no work folder left behind
+
+
+def test_a_rebuild_replaces_what_it_writes_and_keeps_the_rest(sweep, tmp_path):
+    out = tmp_path / "out"
+    build(sweep, out, copy_runs=True)
+    (out / "NOTES.md").write_text("by hand\n")
+    run = jobs("table1_adam_mnist_full")[0]
+    (run.path(sweep) / METRICS).write_text("[]")
+    build(sweep, out)  # no --copy-runs: the published copies stay
+    assert (out / "NOTES.md").read_text() == "by hand\n"
+    assert (out / "runs" / run.task / run.name / METRICS).is_file() and (out / "bench" / "cpu.json").is_file()
+    assert "skipped: unusable metrics.json" in (out / "table1.md").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "runs"]
+
+
+def test_a_launcher_without_its_extra_is_one_line(monkeypatch, capsys):
+    # no Hydra plugin installed at all: find_spec of a dotted name then fails on its parent package
+    monkeypatch.setitem(reproduce.LAUNCHER_PLUGINS, "local", "no_such_plugins.hydra_joblib_launcher")
+    with pytest.raises(SystemExit) as done:
+        reproduce.main(["--dry-run", "--only", "table3_mnist"])
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and "Traceback" not in err
+    assert err.splitlines() == ['error: the local launcher needs its Hydra plugin: pip install -e ".[sweep]" '
+                                "(or --launcher basic: one run at a time)"]
