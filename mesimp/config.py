@@ -89,6 +89,7 @@ class DataConfig:
     label_subtypes: bool = False  # keep "nmod:poss" (true) or use "nmod" (false)
     lowercase: bool = True  # word features are lowercased (no pretrained vectors to share case information)
     word_min_count: int = 2  # rarer training words become the unknown word, so its embedding gets trained
+    skip_bad_trees: bool = False  # parse: a bad tree stops the run, to be fixed; true drops it, counted in the log
 
 
 @dataclass

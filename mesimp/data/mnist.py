@@ -126,6 +126,8 @@ def load_mnist(
     test_x, test_y = _checked_pair(data, files, TEST_IMAGES, TEST_LABELS)
     if len(train_y) <= dev_size:
         raise DataError(f"{files[TRAIN_LABELS]}: {len(train_y)} examples, but dev alone takes {dev_size}")
+    if not len(test_y):
+        raise DataError(f"{files[TEST_IMAGES]}: no images, so the test split would be empty")
     end = None if train_limit is None else dev_size + train_limit
     # Slice the bytes before converting so a small train_limit does not hold 60k float images.
     return MnistSplits(

@@ -1,20 +1,26 @@
 """Treebanks: CoNLL-U / CoNLL-X and ``.dp`` dependency readers, a Penn Treebank ``.mrg`` reader (words and tags
 only), projectivity, punctuation, named datasets.
 
-Heads are 1-based with 0 for the root, as in the files; sentences read from ``.mrg`` have none. Every malformed
-input raises ``DataError`` with a one-line message that starts with ``FILE:LINE:``.
+Heads are 1-based with 0 for the root, as in the files; sentences read from ``.mrg`` have none (nothing is
+converted to dependencies, so there is no tree to check), nor do CoNLL sentences whose HEAD is ``_``. Every
+malformed input raises ``DataError`` with a one-line message that starts with ``FILE:LINE:``. Heads that do not
+form a tree are not malformed for tagging, which never reads them: the readers note the defect in
+``Sentence.tree_error``, and ``load_splits`` refuses or skips such sentences only for dependency data.
 """
 
 from __future__ import annotations
 
 import bisect
 import glob
+import logging
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from mesimp.errors import DataError, UserError
+
+log = logging.getLogger(__name__)
 
 SPLITS = ("train", "dev", "test")
 
@@ -48,9 +54,10 @@ class Sentence:
     words: list[str]
     upos: list[str] | None
     xpos: list[str]
-    heads: list[int] | None  # 1-based, 0 = root; None for constituency trees (.mrg)
+    heads: list[int] | None  # 1-based, 0 = root; None for constituency trees (.mrg) and CoNLL HEAD "_"
     labels: list[str] | None  # None for unlabeled data (.dp)
     source: str  # "file:line" where the sentence starts, for messages
+    tree_error: str | None = None  # "FILE:LINE: what is wrong" when heads are not a tree (see tree_defect)
 
     def __len__(self) -> int:
         return len(self.words)
@@ -89,18 +96,55 @@ def _int(text: str, what: str, where: str) -> int:
     return int(text)
 
 
-def _check_heads(heads: list[int], lines: list[int], path: Path) -> None:
+def tree_defect(heads: list[int]) -> tuple[int, str] | None:
+    """Why ``heads`` (1-based, 0 = root) is not a tree with one root: (the token to blame, message), or None.
+
+    One root, as UD requires: arc-standard (``mesimp.tasks.parse.arcstandard``) gives ROOT exactly one child.
+    The token blamed is the offending one: the second root, the lowest token of a cycle; with no root, token 1.
+    """
     n = len(heads)
-    for head, lineno in zip(heads, lines):
+    for token, head in enumerate(heads, start=1):
         if not 0 <= head <= n:
-            raise DataError(f"{path}:{lineno}: HEAD {head} out of range 0..{n}")
+            return token, f"HEAD {head} out of range 0..{n}"
+        if head == token:
+            return token, f"token {token} is its own head"
+    roots = [token for token, head in enumerate(heads, start=1) if head == 0]
+    if not roots:
+        return 1, "no token has HEAD 0 (no root)"
+    if len(roots) > 1:
+        listed = ", ".join(map(str, roots[:-1])) + f" and {roots[-1]}"
+        return roots[1], f"{len(roots)} roots: tokens {listed} have HEAD 0"
+    reaches_root = [True] + [False] * n  # by position; 0 is ROOT
+    for start in range(1, n + 1):
+        path: list[int] = []
+        token = start
+        while not reaches_root[token] and token not in path:
+            path.append(token)
+            token = heads[token - 1]
+        if not reaches_root[token]:  # the walk up the heads came back to a token on it
+            cycle = path[path.index(token) :]
+            first = cycle.index(min(cycle))
+            cycle = cycle[first:] + cycle[:first]
+            return cycle[0], f"cycle through tokens {' -> '.join(map(str, [*cycle, cycle[0]]))}"
+        for t in path:
+            reaches_root[t] = True
+    return None
+
+
+def _tree_error(heads: list[int], lines: list[int], path: Path) -> str | None:
+    defect = tree_defect(heads)
+    if defect is None:
+        return None
+    token, message = defect
+    return f"{path}:{lines[token - 1]}: {message}"
 
 
 def read_conll(path: str | Path) -> list[Sentence]:
     """Read CoNLL-U or CoNLL-X (10 tab-separated columns), skipping comments, multiword tokens and empty nodes.
 
     Column 4 becomes ``upos`` only if every token in the file has a universal POS tag (CoNLL-U); otherwise
-    (CoNLL-X CPOSTAG) ``upos`` is None. Column 5 is ``xpos``, kept as is even when it is ``_``.
+    (CoNLL-X CPOSTAG) ``upos`` is None. Column 5 is ``xpos``, kept as is even when it is ``_``. A sentence with
+    HEAD ``_`` on any token has neither heads nor labels.
     """
     path = Path(path)
     sentences: list[Sentence] = []
@@ -109,7 +153,7 @@ def read_conll(path: str | Path) -> list[Sentence]:
         words: list[str] = []
         upos: list[str] = []
         xpos: list[str] = []
-        heads: list[int] = []
+        heads: list[int | None] = []
         labels: list[str] = []
         lines: list[int] = []
         for lineno, line in block:
@@ -129,14 +173,17 @@ def read_conll(path: str | Path) -> list[Sentence]:
             words.append(cols[1])
             upos.append(cols[3])
             xpos.append(cols[4])
-            heads.append(_int(cols[6], "HEAD", where))
+            heads.append(None if cols[6] == "_" else _int(cols[6], "HEAD", where))
             labels.append(cols[7])
             lines.append(lineno)
         if not words:  # a block of comments only
             continue
-        _check_heads(heads, lines, path)
         all_upos = all_upos and UPOS_TAGS.issuperset(upos)
-        sentences.append(Sentence(words, upos, xpos, heads, labels, f"{path}:{lines[0]}"))
+        source = f"{path}:{lines[0]}"
+        if None in heads:  # a file annotated for tags only: no tree, as in .mrg
+            sentences.append(Sentence(words, upos, xpos, None, None, source))
+        else:
+            sentences.append(Sentence(words, upos, xpos, heads, labels, source, _tree_error(heads, lines, path)))
     if not all_upos:
         for sentence in sentences:
             sentence.upos = None
@@ -163,8 +210,8 @@ def read_dp(path: str | Path) -> list[Sentence]:
             xpos.append(cols[1])
             heads.append(_int(cols[2], "head", where))
             lines.append(lineno)
-        _check_heads(heads, lines, path)
-        sentences.append(Sentence(words, None, xpos, heads, None, f"{path}:{lines[0]}"))
+        tree_error = _tree_error(heads, lines, path)
+        sentences.append(Sentence(words, None, xpos, heads, None, f"{path}:{lines[0]}", tree_error))
     return sentences
 
 
@@ -287,11 +334,14 @@ def treebank_files(paths: str | Path) -> list[Path]:
     return [f for part in parts for f in _part_files(part)]
 
 
-def read_treebank(paths: str | Path) -> list[Sentence]:
-    """Read treebank files, each in the format its suffix says; ``paths`` as in ``treebank_files``."""
-    files = treebank_files(paths)
+def _read_files(files: list[Path]) -> list[Sentence]:
     readers = [_reader(f) for f in files]  # fail on an unknown suffix before parsing anything
     return [s for reader, f in zip(readers, files) for s in reader(f)]
+
+
+def read_treebank(paths: str | Path) -> list[Sentence]:
+    """Read treebank files, each in the format its suffix says; ``paths`` as in ``treebank_files``."""
+    return _read_files(treebank_files(paths))
 
 
 def strip_subtype(label: str) -> str:
@@ -353,9 +403,24 @@ def _check_heads_present(sentences: list[Sentence]) -> None:
     headless = next((s for s in sentences if s.heads is None), None)
     if headless is not None:
         raise DataError(
-            f"{headless.source}: constituency trees (.mrg) carry no dependency heads; "
-            "parsing needs CoNLL-U/CoNLL-X or .dp files"
+            f"{headless.source}: no dependency heads (a constituency tree (.mrg), or HEAD _); "
+            "parsing needs CoNLL-U/CoNLL-X or .dp files with heads"
         )
+
+
+def _drop_bad_trees(sentences: list[Sentence], split: str, skip: bool) -> list[Sentence]:
+    bad = [s for s in sentences if s.tree_error]
+    if bad and not skip:
+        raise DataError(f"{bad[0].tree_error}; data.skip_bad_trees=true skips such sentences")
+    if bad:
+        log.warning("%s split: skipped %d of %d sentences whose heads are not a tree, the first: %s", split, len(bad),
+                    len(sentences), bad[0].tree_error)
+    return [s for s in sentences if not s.tree_error]
+
+
+def _file_list(files: list[Path]) -> str:
+    # a named split or a directory may be hundreds of files: the first and the last say where
+    return str(files[0]) if len(files) == 1 else f"{files[0]} .. {files[-1]} ({len(files)} files)"
 
 
 def load_splits(
@@ -366,11 +431,14 @@ def load_splits(
     test: str | Path | None = None,
     *,
     kind: str = "dependency",
+    skip_bad_trees: bool = False,
 ) -> dict[str, list[Sentence]]:
     """Read train/dev/test: explicit paths for a split (as in ``treebank_files``) override the named dataset.
 
     ``kind`` is what the data is for: "dependency" (every sentence must have heads, so ``.mrg`` is refused) or
-    "tags" (words and POS tags; ptb_wsj_sample then reads its constituency trees).
+    "tags" (words and POS tags; ptb_wsj_sample then reads its constituency trees). For dependency data, a
+    sentence whose heads are not a tree (``tree_defect``) is an error, or with ``skip_bad_trees`` dropped from
+    its split and counted in the log. A split left with no sentence is an error.
     """
     _check_kind(kind)
     explicit = {"train": train, "dev": dev, "test": test}
@@ -382,10 +450,19 @@ def load_splits(
     splits: dict[str, list[Sentence]] = {}
     for split in SPLITS:
         if explicit[split] is not None:
-            splits[split] = read_treebank(explicit[split])
+            files = treebank_files(explicit[split])
         else:
             assert name is not None  # checked above
-            splits[split] = [s for f in _split_files(name, Path(root), split, kind) for s in _reader(f)(f)]
+            files = _split_files(name, Path(root), split, kind)
+        sentences = _read_files(files)
+        if not sentences:
+            raise DataError(f"{_file_list(files)}: no sentences in the {split} split")
         if kind == "dependency":
-            _check_heads_present(splits[split])
+            _check_heads_present(sentences)
+            trees = _drop_bad_trees(sentences, split, skip_bad_trees)
+            if not trees:
+                raise DataError(f"{_file_list(files)}: no sentence of the {split} split has heads that form a "
+                                f"tree ({len(sentences)} skipped)")
+            sentences = trees
+        splits[split] = sentences
     return splits

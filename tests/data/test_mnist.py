@@ -103,6 +103,15 @@ def test_count_mismatch(tmp_path: Path) -> None:
         load_mnist(tmp_path, fetch=False, checksums=None, dev_size=3)
 
 
+def test_empty_idx_files_are_refused(tmp_path: Path) -> None:
+    _write(tmp_path / "mnist", _synthetic(n_test=0))
+    with pytest.raises(DataError, match=f"{TEST_IMAGES}.gz: no images, so the test split would be empty"):
+        load_mnist(tmp_path, fetch=False, checksums=None, dev_size=3)
+    _write(tmp_path / "mnist", _synthetic(n_train=0))
+    with pytest.raises(DataError, match=f"{TRAIN_LABELS}.gz: 0 examples, but dev alone takes 3"):
+        load_mnist(tmp_path, fetch=False, checksums=None, dev_size=3)
+
+
 def test_missing_file_without_fetch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(mnist, "fetch_mnist", lambda root: pytest.fail("fetch=False must not fetch"))
     data = _synthetic()

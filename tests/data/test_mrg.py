@@ -106,8 +106,8 @@ def test_parsing_refuses_constituency_trees(tmp_path: Path) -> None:
     conllu = write(tmp_path, "a.conllu", "1\tHi\t_\tINTJ\tUH\t_\t0\troot\t_\t_\n")
     with pytest.raises(DataError) as info:
         load_splits(None, tmp_path, train=conllu, dev=conllu, test=f"{conllu},{path}")
-    assert str(info.value) == (f"{path}:1: constituency trees (.mrg) carry no dependency heads; "
-                               "parsing needs CoNLL-U/CoNLL-X or .dp files")
+    assert str(info.value) == (f"{path}:1: no dependency heads (a constituency tree (.mrg), or HEAD _); "
+                               "parsing needs CoNLL-U/CoNLL-X or .dp files with heads")
     splits = load_splits(None, tmp_path, train=conllu, dev=conllu, test=f"{conllu},{path}", kind="tags")
     assert [len(s) for s in splits["test"]] == [1, 7, 3, 3]
     with pytest.raises(UserError, match="unknown kind of treebank data 'pos'; known: dependency, tags"):

@@ -1,3 +1,4 @@
+import logging
 import re
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from mesimp.data.treebank import (
     read_dp,
     read_treebank,
     strip_subtype,
+    tree_defect,
 )
 from mesimp.errors import DataError, UserError
 
@@ -107,7 +109,6 @@ def test_dp(tmp_path: Path) -> None:
 BAD_CONLL = [
     (tok(2, "go", "VERB", "VB", 0, "root").rsplit("\t", 3)[0], 3, "10 tab-separated columns, got 7"),
     (tok(2, "go", "VERB", "VB", "x", "root"), 3, "HEAD"),
-    (tok(2, "go", "VERB", "VB", 5, "root"), 3, "out of range"),
     (tok(3, "go", "VERB", "VB", 0, "root"), 3, "expected token ID 2, got 3"),
     (tok("two", "go", "VERB", "VB", 0, "root"), 3, "ID"),
     (tok(2, "", "VERB", "VB", 0, "root"), 3, "empty FORM"),
@@ -123,21 +124,103 @@ def test_conll_errors_name_file_and_line(tmp_path: Path, bad_line: str, lineno: 
     assert "\n" not in str(info.value)
 
 
-def test_head_out_of_range_reports_the_tokens_line(tmp_path: Path) -> None:
-    hi = tok(1, "Hi", "INTJ", "UH", 0, "root")
-    path = write(tmp_path, "a.conllu", CONLLU.replace(hi, hi.replace("\t0\t", "\t3\t")))
-    with pytest.raises(DataError, match=f"^{re.escape(str(path))}:11: HEAD 3 out of range 0..2"):
-        read_conll(path)
-
-
 @pytest.mark.parametrize(
-    "bad_line, message",
-    [("Vinken\tNNP", "3 tab-separated columns"), ("Vinken\tNNP\troot", "head"), ("Vinken\tNNP\t9", "out of range")],
+    "bad_line, message", [("Vinken\tNNP", "3 tab-separated columns"), ("Vinken\tNNP\troot", "head")]
 )
 def test_dp_errors_name_file_and_line(tmp_path: Path, bad_line: str, message: str) -> None:
     path = write(tmp_path, "bad.dp", f"Hi\tUH\t0\n\nPierre\tNNP\t2\n{bad_line}\n")
     with pytest.raises(DataError, match=f"^{re.escape(str(path))}:4: .*{message}"):
         read_dp(path)
+
+
+# heads of a 5-token sentence, the token blamed, the message
+TREE_DEFECTS = [
+    ([2, 0, 9, 2, 2], 3, "HEAD 9 out of range 0..5"),
+    ([2, 0, -1, 2, 2], 3, "HEAD -1 out of range 0..5"),
+    ([2, 0, 3, 2, 2], 3, "token 3 is its own head"),
+    ([2, 3, 1, 5, 4], 1, "no token has HEAD 0 (no root)"),
+    ([0, 1, 1, 1, 0], 5, "2 roots: tokens 1 and 5 have HEAD 0"),
+    ([0, 0, 1, 1, 0], 2, "3 roots: tokens 1, 2 and 5 have HEAD 0"),
+    ([0, 4, 2, 2, 1], 2, "cycle through tokens 2 -> 4 -> 2"),
+    ([0, 4, 5, 3, 4], 3, "cycle through tokens 3 -> 5 -> 4 -> 3"),  # entered at 4, told from its lowest token
+]
+
+
+def test_tree_defect_accepts_trees() -> None:
+    assert tree_defect([2, 0, 2, 5, 3]) is None
+    assert tree_defect([0]) is None
+    assert tree_defect([3, 4, 0, 3]) is None  # non-projective is still a tree
+
+
+def treebank_with(fmt: str, heads: list[int]) -> tuple[str, int]:
+    """A file of three sentences, the second with ``heads``; the line of its first token."""
+    if fmt == "dp":
+        bad = "".join(f"w{i}\tNN\t{h}\n" for i, h in enumerate(heads, start=1))
+        return f"Hi\tUH\t0\n\n{bad}\nBye\tUH\t0\n", 3
+    bad = "\n".join(tok(i, f"w{i}", "NOUN", "NN", h, "dep") for i, h in enumerate(heads, start=1))
+    multiword = row("1-2", "w1w2", "_", "_", "_", "_", "_", "_", "_", "_")
+    return f"{tok(1, 'Hi', 'INTJ', 'UH', 0, 'root')}\n\n# sent_id = 2\n{multiword}\n{bad}\n\n" \
+        f"{tok(1, 'Bye', 'INTJ', 'UH', 0, 'root')}\n", 5
+
+
+@pytest.mark.parametrize("fmt", ["conllu", "dp"])
+@pytest.mark.parametrize("heads, token, message", TREE_DEFECTS)
+def test_bad_trees_stop_or_are_skipped(tmp_path: Path, caplog: pytest.LogCaptureFixture, fmt: str,
+                                       heads: list[int], token: int, message: str) -> None:
+    text, first_line = treebank_with(fmt, heads)
+    path = write(tmp_path, f"a.{fmt}", text)
+    where = f"{path}:{first_line + token - 1}: {message}"
+    assert tree_defect(heads) == (token, message)
+    assert [s.tree_error for s in read_treebank(path)] == [None, where, None]  # read, not refused
+    with pytest.raises(DataError) as info:
+        load_splits(None, tmp_path, train=path, dev=path, test=path)
+    assert str(info.value) == f"{where}; data.skip_bad_trees=true skips such sentences"
+    with caplog.at_level(logging.WARNING, logger="mesimp.data.treebank"):
+        splits = load_splits(None, tmp_path, train=path, dev=path, test=path, skip_bad_trees=True)
+    assert {split: [s.words for s in v] for split, v in splits.items()} == dict.fromkeys(splits, [["Hi"], ["Bye"]])
+    skipped = "skipped 1 of 3 sentences whose heads are not a tree, the first"
+    assert caplog.messages == [f"{split} split: {skipped}: {where}" for split in ("train", "dev", "test")]
+    # tagging never reads heads: every sentence is kept
+    tagging = load_splits(None, tmp_path, train=path, dev=path, test=path, kind="tags")
+    assert [len(s) for s in tagging["dev"]] == [1, 5, 1]
+
+
+def test_heads_underscore_is_for_tagging_only(tmp_path: Path) -> None:
+    rows = [row(1, "Hi", "_", "INTJ", "UH", *"_____"), row(2, "!", "_", "PUNCT", ".", *"_____")]
+    path = write(tmp_path, "tags.conllu", "# tags only\n" + "\n".join(rows) + "\n")
+    (sentence,) = read_conll(path)
+    assert sentence.heads is None and sentence.labels is None and sentence.tree_error is None
+    splits = load_splits(None, tmp_path, train=path, dev=path, test=path, kind="tags")
+    assert splits["test"][0].xpos == ["UH", "."]
+    with pytest.raises(DataError) as info:
+        load_splits(None, tmp_path, train=path, dev=path, test=path)
+    assert str(info.value) == (f"{path}:2: no dependency heads (a constituency tree (.mrg), or HEAD _); "
+                               "parsing needs CoNLL-U/CoNLL-X or .dp files with heads")
+
+
+@pytest.mark.parametrize("kind", ["dependency", "tags"])
+@pytest.mark.parametrize("text", ["", "\n\n", "# only a comment\n"])
+def test_empty_split_names_split_and_file(tmp_path: Path, kind: str, text: str) -> None:
+    good = write(tmp_path, "good.conllu", CONLLU)
+    empty = write(tmp_path, "empty.conllu", text)
+    with pytest.raises(DataError) as info:
+        load_splits(None, tmp_path, train=good, dev=empty, test=good, kind=kind)
+    assert str(info.value) == f"{empty}: no sentences in the dev split"
+    more = tmp_path / "more"
+    more.mkdir()
+    write(more, "b.conllu", text)
+    write(more, "c.conllu", text)
+    with pytest.raises(DataError) as info:
+        load_splits(None, tmp_path, train=good, dev=good, test=more, kind=kind)
+    assert str(info.value) == f"{more / 'b.conllu'} .. {more / 'c.conllu'} (2 files): no sentences in the test split"
+
+
+def test_split_of_bad_trees_only_is_empty_once_skipped(tmp_path: Path) -> None:
+    good = write(tmp_path, "good.conllu", CONLLU)
+    bad = write(tmp_path, "bad.dp", "a\tDT\t1\n\nb\tDT\t0\nc\tDT\t0\n")
+    with pytest.raises(DataError) as info:
+        load_splits(None, tmp_path, train=bad, dev=good, test=good, skip_bad_trees=True)
+    assert str(info.value) == f"{bad}: no sentence of the train split has heads that form a tree (2 skipped)"
 
 
 def test_read_treebank_dispatch_glob_and_directory(tmp_path: Path) -> None:

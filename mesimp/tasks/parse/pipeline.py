@@ -2,6 +2,8 @@
 
 Training examples are the static arc-standard oracle's (configuration, transition) pairs of every projective
 training sentence (non-projective ones cannot be produced by arc-standard: they are skipped and counted).
+Sentences whose heads are not a tree stop the run, or with ``data.skip_bad_trees`` are dropped from every split
+(``mesimp.data.treebank.load_splits``).
 Evaluation parses every dev/test sentence, all sentences in lockstep, and scores UAS and LAS in percent over
 the non-punctuation tokens (``mesimp.data.treebank.punct_mask``).
 """
@@ -21,7 +23,7 @@ from mesimp.config import TrainConfig
 from mesimp.data.paths import resolve_data_root
 from mesimp.data.treebank import Sentence, is_projective, load_splits, punct_mask
 from mesimp.data.vocab import NULL, ROOT, Fields, Vocab
-from mesimp.errors import UserError
+from mesimp.errors import DataError, UserError
 from mesimp.nn.mlp import mlp_unit_groups
 from mesimp.tasks.common import BuiltTask, prepare_model
 from mesimp.tasks.parse.arcstandard import greedy_decode, oracle_dataset
@@ -135,11 +137,14 @@ def build(cfg: TrainConfig) -> BuiltTask:
     if cfg.data.name is None and not (cfg.data.train and cfg.data.dev and cfg.data.test):
         raise UserError("task=parse needs data.name or all of data.train, data.dev, data.test")
     sentences = load_splits(cfg.data.name, resolve_data_root(cfg.data.root), train=cfg.data.train,
-                            dev=cfg.data.dev, test=cfg.data.test)
+                            dev=cfg.data.dev, test=cfg.data.test, skip_bad_trees=cfg.data.skip_bad_trees)
     train = sentences["train"][: cfg.data.train_limit]
     projective = [s for s in train if is_projective(s.heads)]
     log.info("parse: %d training sentences, %d non-projective skipped in training (all are evaluated)",
              len(train), len(train) - len(projective))
+    if not projective:
+        raise DataError(f"{cfg.data.train or cfg.data.name}: none of the {len(train)} training sentences is "
+                        "projective, and arc-standard learns from projective trees only")
     vocabs = build_vocabs(projective, cfg)
     gold = encode(projective, vocabs)
     features, transitions = oracle_dataset(gold.words, gold.tags, gold.lengths, gold.heads, gold.labels,

@@ -7,7 +7,8 @@ import torch
 
 from mesimp.data.treebank import Sentence
 from mesimp.data.vocab import NULL, ROOT
-from mesimp.tasks.parse.pipeline import ParseTask, build_vocabs, encode
+from mesimp.errors import DataError
+from mesimp.tasks.parse.pipeline import ParseTask, build, build_vocabs, encode
 from tests.helpers import assert_one_line_error, compose_config, train
 
 
@@ -101,3 +102,15 @@ def test_malformed_treebank_stops_with_file_and_line(tmp_path):
     paths = [f"data.{split}={tmp_path}/{split}.conllu" for split in ("train", "dev", "test")]
     result = train("task=parse", "data.name=null", *paths, runs=tmp_path / "runs")
     assert_one_line_error(result, f"{tmp_path}/dev.conllu:8:")
+
+
+def test_no_projective_training_sentence_is_an_error(tmp_path):
+    crossing = "".join(f"{i}\tw{i}\tw\tX\tNN\t_\t{h}\tdep\t_\t_\n" for i, h in enumerate([3, 4, 0, 3], start=1))
+    (tmp_path / "train.conllu").write_text(crossing)
+    (tmp_path / "dev.conllu").write_text(CONLLU)
+    cfg = compose_config("task=parse", "data.name=null", f"data.train={tmp_path}/train.conllu",
+                         f"data.dev={tmp_path}/dev.conllu", f"data.test={tmp_path}/dev.conllu")
+    with pytest.raises(DataError) as info:
+        build(cfg)
+    assert str(info.value) == (f"{tmp_path}/train.conllu: none of the 1 training sentences is projective, and "
+                               "arc-standard learns from projective trees only")
