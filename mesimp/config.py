@@ -197,3 +197,38 @@ def validate(cfg: TrainConfig) -> None:
                             "activeness to count")
     if not 0.0 <= cfg.model.dropout < 1.0:
         raise UserError(f"model.dropout must be in [0, 1), got {cfg.model.dropout}")
+    if cfg.threads is not None and cfg.threads < 1:
+        raise UserError(f"threads must be >= 1 or null (torch's default), got {cfg.threads}")
+    validate_optim(cfg.optim, cfg.default_lr)
+    validate_meprop_widths(cfg)
+
+
+def validate_optim(optim: OptimConfig, default_lr: Dict[str, float]) -> None:
+    for source, lr in [("optim.lr", optim.lr), *((f"default_lr.{name}", lr) for name, lr in default_lr.items())]:
+        if lr is not None and not lr > 0.0:  # `not >` also refuses nan
+            raise UserError(f"{source} must be > 0, got {lr}")
+    betas = list(optim.betas)
+    if len(betas) != 2 or not all(0.0 <= beta < 1.0 for beta in betas):
+        raise UserError(f"optim.betas must be two numbers in [0, 1), got {betas}")
+    if not optim.eps > 0.0:
+        raise UserError(f"optim.eps must be > 0, got {optim.eps}")
+    if not optim.momentum >= 0.0 or not optim.weight_decay >= 0.0:
+        raise UserError(f"optim.momentum and optim.weight_decay must be >= 0, got {optim.momentum} and "
+                        f"{optim.weight_decay}")
+    if optim.clip_value is not None and not optim.clip_value > 0.0:
+        raise UserError(f"optim.clip_value must be > 0 or null, got {optim.clip_value}")
+
+
+def validate_meprop_widths(cfg: TrainConfig) -> None:
+    """k against the widths the config alone fixes, before any data loads. The output layer's width comes from
+    the data (labels, tags), so with meprop.output_layer=true the task checks k once it is built."""
+    if cfg.k is None and cfg.k_ratio is None:
+        return
+    # an LSTM (task=pos) ranks its 4h gate pre-activations jointly, or one gate's h at a time
+    per_unit = 4 if cfg.task == "pos" and cfg.meprop.gates == Gates.joint else 1
+    widths = [per_unit * width for width in cfg.model.hidden]
+    if not widths and not cfg.meprop.output_layer:
+        raise UserError("meProp has no layer to act on: model.hidden=[] and meprop.output_layer=false "
+                        "(set k=null for full backprop, or give hidden layers)")
+    if widths and cfg.k is not None and cfg.k > max(widths) and not cfg.meprop.output_layer:
+        raise UserError(f"k={cfg.k} exceeds the widest meProp layer ({max(widths)}); use k=null for full backprop")

@@ -6,32 +6,36 @@ Plain Python: ``mesimp.train`` hands it the composed config and the run director
 from __future__ import annotations
 
 import importlib
-import json
 import logging
+import os
 import platform
 import shutil
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Sequence
 
 import torch
+from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
-from mesimp.config import TrainConfig, effective_rule, validate
+from mesimp.config import KPolicy, TrainConfig, effective_rule, validate
+from mesimp.engine import rundir
 from mesimp.engine.io import write_json
 from mesimp.engine.denormals import flush_denormals
 from mesimp.engine.memory import keep_freed_memory
-from mesimp.config import KPolicy
 from mesimp.engine.decode import time_decoding
 from mesimp.engine.optim import build_optimizer
 from mesimp.engine.trainer import CHECKPOINT, LoopSettings, Trainer
 from mesimp.errors import UserError
+from mesimp.metrics_file import METRICS, InvalidMetrics, read_metrics
 from mesimp.simplify import Simplifier, SimplifySchedule
 
 log = logging.getLogger(__name__)
 
 TASKS = {"mnist": "mesimp.tasks.mnist", "parse": "mesimp.tasks.parse", "pos": "mesimp.tasks.pos"}
-METRICS = "metrics.json"
+# A checkpoint holds the weights and up to two optimizer moments each; while a new one is written the old stays.
+CHECKPOINT_COPIES = 2 * 3
 
 
 def method_name(cfg: TrainConfig) -> str:
@@ -57,34 +61,74 @@ def check_same_rule(cfg: TrainConfig, previous: dict, path: Path) -> None:
                         f"have changed since): resume=false retrains it here, MESIMP_RUNS=... trains elsewhere")
 
 
+def finished_metrics(path: Path) -> dict | None:
+    """The finished run's metrics, or None (logged, the file moved aside) when the file cannot be used: the run
+    then trains, or finishes from its checkpoint, and writes a good one."""
+    try:
+        return read_metrics(path)
+    except InvalidMetrics as err:
+        aside = path.with_name(path.name + ".invalid")
+        os.replace(path, aside)
+        log.warning("%s is not a finished run's metrics (%s): moved to %s, the run goes on", path, err, aside.name)
+        return None
+
+
+def check_free_space(run_dir: Path, model: nn.Module) -> None:
+    """A full disk would otherwise show at the first checkpoint, an evaluation into the run."""
+    needed = CHECKPOINT_COPIES * sum(p.numel() * p.element_size() for p in model.parameters()) + (1 << 20)
+    free = shutil.disk_usage(run_dir).free
+    if free < needed:
+        raise UserError(f"{run_dir}: {free / 1e6:.1f} MB free, checkpoints need about {needed / 1e6:.1f} MB: free "
+                        f"space or train elsewhere with MESIMP_RUNS=...")
+
+
 def learning_rate(cfg: TrainConfig) -> float:
     if cfg.optim.lr is not None:
         return cfg.optim.lr
     return cfg.default_lr[cfg.optim.name.value]
 
 
-def run(cfg: TrainConfig, run_dir: Path) -> dict:
+def run(cfg: TrainConfig, run_dir: Path, overrides: Sequence[str] = ()) -> dict:
+    """Train the run ``cfg`` in ``run_dir`` (``overrides``: the command line that named it), or hand back its
+    result when the directory holds it finished. Anything the directory holds is kept until the new run is built."""
     validate(cfg)
-    version = code_version()  # now: the code may change on disk while a long run trains
     if cfg.task not in TASKS:
         raise UserError(f"unknown task {cfg.task!r}; known: {', '.join(sorted(TASKS))}")
+    with rundir.exclusive(run_dir):
+        rundir.remove_stale_temporaries(run_dir)
+        return _run_owned(cfg, run_dir, overrides)
+
+
+def _run_owned(cfg: TrainConfig, run_dir: Path, overrides: Sequence[str]) -> dict:
+    version = code_version()  # now: the code may change on disk while a long run trains
+    task = importlib.import_module(TASKS[cfg.task])
+    recorded = rundir.recorded_identity(run_dir) if cfg.resume else None
     metrics_path = run_dir / METRICS
-    if cfg.resume and metrics_path.exists():
-        previous = json.loads(metrics_path.read_text())
-        check_same_rule(cfg, previous, metrics_path)
-        log.info("run already complete: %s (resume=false starts it over)", metrics_path)
-        return previous
-    if not cfg.resume:
-        (run_dir / CHECKPOINT).unlink(missing_ok=True)
-        metrics_path.unlink(missing_ok=True)
-        shutil.rmtree(run_dir / "tb", ignore_errors=True)
+    current = None
+    if cfg.resume and (recorded or metrics_path.exists()):  # what the directory holds must be this run's
+        current = rundir.identity(cfg, task.data_files(cfg))
+        if recorded:
+            rundir.check_identity(run_dir, recorded, current)
+        previous = finished_metrics(metrics_path) if metrics_path.exists() else None
+        if previous is not None:
+            if recorded is None:  # from before identities were recorded: the rule is all that can be checked
+                check_same_rule(cfg, previous, metrics_path)
+            log.info("run already complete: %s (resume=false starts it over)", metrics_path)
+            return previous
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     flush_denormals(cfg.flush_denormals)  # always set: a launcher's worker process may run several configs
     keep_freed_memory()
     torch.manual_seed(cfg.seed)
 
-    built = importlib.import_module(TASKS[cfg.task]).build(cfg)
+    built = task.build(cfg)
+    current = current or rundir.identity(cfg, task.data_files(cfg))
+    if not cfg.resume:  # only now that the new run is built: a restart that fails to start keeps the old one
+        (run_dir / CHECKPOINT).unlink(missing_ok=True)
+        metrics_path.unlink(missing_ok=True)
+        shutil.rmtree(run_dir / "tb", ignore_errors=True)
+    rundir.record(run_dir, cfg, overrides, current)
+    check_free_space(run_dir, built.task.model)
     model = built.task.model
     initial_params = sum(p.numel() for p in model.parameters())
     lr = learning_rate(cfg)
@@ -149,6 +193,7 @@ def run(cfg: TrainConfig, run_dir: Path) -> dict:
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "history": state.history,
         "diagnostics": state.diagnostics,
+        "data": current["data"],
     }
     details = state.test_details_at_best_dev  # task-specific scores of the test evaluation at the best dev
     if "las" in details:

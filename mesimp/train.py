@@ -7,23 +7,31 @@ and Hydra reports the failed jobs once the others have run.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
+import os
 import sys
+import threading
 from pathlib import Path
+from typing import NoReturn
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException, OverrideParseException
 from hydra.types import RunMode
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from mesimp.config import TrainConfig, register_schema
+from mesimp.engine.rundir import Refused
 from mesimp.errors import UserError
 from mesimp.runner import run
 
 log = logging.getLogger(__name__)
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+OVERRIDE_GRAMMAR = "https://hydra.cc/docs/advanced/override_grammar/basic/"
 MAX_RUN_NAME = 200  # file systems allow 255 bytes per path component
 
 register_schema()
@@ -44,9 +52,26 @@ def run_name(overrides: str) -> str:
 OmegaConf.register_new_resolver("run_name", run_name, replace=True)
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)
+
+
+def one_line(err: BaseException) -> str:
+    """Hydra and OmegaConf say what went wrong over several lines (the override, then why): keep the first of
+    each, which name the key and the value."""
+    parts = [str(err).strip().splitlines()[0].rstrip(".") if str(err).strip() else type(err).__name__]
+    if err.__cause__ is not None and str(err.__cause__).strip():
+        parts.append(str(err.__cause__).strip().splitlines()[0])
+    if isinstance(err, OverrideParseException):
+        parts.insert(0, f"bad override syntax ({OVERRIDE_GRAMMAR})")
+    return ": ".join(parts)
+
+
+def write_error(err: OSError) -> str:
+    return f"{err.filename or 'output'}: {err.strerror or err}" + (
+        " (free space, or train elsewhere with MESIMP_RUNS=...)" if err.errno in (errno.ENOSPC, errno.EDQUOT,
+                                                                              errno.EFBIG) else "")
 
 
 def check_choice_overrides(args: list[str]) -> None:
@@ -62,14 +87,16 @@ def check_choice_overrides(args: list[str]) -> None:
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def hydra_main(cfg: TrainConfig) -> None:
-    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    hydra_cfg = HydraConfig.get()
     try:
-        run(cfg, Path(HydraConfig.get().runtime.output_dir))
-    except UserError as err:
-        _to_log_file(f"error: {err}")  # the run's train.log keeps the reason (the paper-table report shows it)
-        if multirun:
-            raise  # Hydra records the job as failed and a sweep's other jobs go on; sys.exit would end them all
-        fail(str(err))
+        run(cfg, Path(hydra_cfg.runtime.output_dir), overrides=list(hydra_cfg.overrides.task))
+    except (UserError, OSError) as err:
+        message = write_error(err) if isinstance(err, OSError) else str(err)
+        if not isinstance(err, Refused):  # a refused command leaves the log of the run it was refused alone
+            _to_log_file(f"error: {message}")  # the run's train.log keeps the reason (the reports show it)
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            raise  # Hydra records the job as failed and a sweep's other jobs go on; main reports it at the end
+        fail(message)
     except Exception:
         log.exception("run failed")
         raise
@@ -85,7 +112,27 @@ def _to_log_file(message: str) -> None:
 
 def main() -> None:
     check_choice_overrides(sys.argv[1:])
-    hydra_main()
+    show_everything = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra then raises what fails instead of printing it: reported here
+    logging.raiseExceptions = False  # a log line that cannot be written (full disk) is not worth a traceback
+    threading.excepthook = _quiet_writer_errors
+    try:
+        hydra_main()
+    except (UserError, HydraException, OmegaConfBaseException) as err:
+        if show_everything:
+            raise
+        fail(one_line(err))
+    except OSError as err:  # an unwritable output directory, a full disk: atomic writes left no partial file
+        if show_everything:
+            raise
+        fail(write_error(err))
+
+
+def _quiet_writer_errors(args: threading.ExceptHookArgs) -> None:
+    """TensorBoard writes from a thread: its OSError reaches the training loop on the next write, reported once
+    there; anything else is printed as usual."""
+    if not issubclass(args.exc_type, OSError):
+        threading.__excepthook__(args)
 
 
 if __name__ == "__main__":

@@ -60,9 +60,11 @@ def test_short_real_run_writes_metrics(tmp_path, shared_data):
     assert any((run_dir / "tb").glob("events.out.tfevents.*"))
     again = train("k=20", "data.train_limit=300", "epochs=2", "evals_per_epoch=2", runs=tmp_path, data=shared_data)
     assert again.returncode == 0 and "already complete" in again.stderr + again.stdout
-    # a finished run of another rule in the same directory is refused, not returned: one that records another rule,
-    # and one from before meprop.rule (it records none: topk, while MNIST's default is now unbiased_centred)
+    # a finished run from before identities were recorded (no identity.json) of another rule is refused, not
+    # returned: one that records another rule, and one from before meprop.rule (it records none: topk, while
+    # MNIST's default is now unbiased_centred)
     assert metrics["rule"] == "unbiased_centred"
+    (run_dir / "identity.json").unlink()
     for recorded in ("centred", None):
         if recorded:
             metrics["rule"] = recorded

@@ -95,6 +95,21 @@ def locate_mnist(root: Path) -> dict[str, Path]:
     return found
 
 
+def mnist_files(root: Path, *, fetch: bool = True) -> dict[str, Path]:
+    """The four IDX files under ROOT by canonical name, fetched first if some are missing and ``fetch``."""
+    files = locate_mnist(root)
+    if len(files) < len(NAMES) and fetch:
+        fetch_mnist(root)
+        files = locate_mnist(root)
+    missing = [name for name in NAMES if name not in files]
+    if missing:
+        raise DataError(
+            f"MNIST not found under {root} (missing {missing[0]}[.gz]); put the four IDX files in "
+            f"{root / 'mnist'} or set data.root / MESIMP_DATA"
+        )
+    return files
+
+
 def load_mnist(
     root: Path,
     *,
@@ -111,16 +126,7 @@ def load_mnist(
     root = Path(root)
     if train_limit is not None and train_limit < 1:
         raise UserError(f"train_limit must be >= 1, got {train_limit}")
-    files = locate_mnist(root)
-    if len(files) < len(NAMES) and fetch:
-        fetch_mnist(root)
-        files = locate_mnist(root)
-    missing = [name for name in NAMES if name not in files]
-    if missing:
-        raise DataError(
-            f"MNIST not found under {root} (missing {missing[0]}[.gz]); put the four IDX files in "
-            f"{root / 'mnist'} or set data.root / MESIMP_DATA"
-        )
+    files = mnist_files(root, fetch=fetch)
     data = {name: read_idx(path, checksums[name] if checksums else None) for name, path in files.items()}
     train_x, train_y = _checked_pair(data, files, TRAIN_IMAGES, TRAIN_LABELS)
     test_x, test_y = _checked_pair(data, files, TEST_IMAGES, TEST_LABELS)

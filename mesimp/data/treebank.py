@@ -423,6 +423,28 @@ def _file_list(files: list[Path]) -> str:
     return str(files[0]) if len(files) == 1 else f"{files[0]} .. {files[-1]} ({len(files)} files)"
 
 
+def split_files(
+    name: str | None,
+    root: Path,
+    train: str | Path | None = None,
+    dev: str | Path | None = None,
+    test: str | Path | None = None,
+    *,
+    kind: str = "dependency",
+) -> dict[str, list[Path]]:
+    """The files each split is read from: explicit paths for a split (as in ``treebank_files``) override the named
+    dataset's. Raises when a file is missing, before any is read."""
+    _check_kind(kind)
+    explicit = {"train": train, "dev": dev, "test": test}
+    missing = [split for split in SPLITS if explicit[split] is None]
+    if name is None and missing:  # before any parsing, so a config mistake shows at once
+        raise UserError(f"no {'/'.join(missing)} data: name a dataset ({', '.join(DATASETS)}) or give their paths")
+    if name is not None and name not in DATASETS:
+        raise UserError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    return {split: treebank_files(explicit[split]) if explicit[split] is not None
+            else _split_files(name, Path(root), split, kind) for split in SPLITS}
+
+
 def load_splits(
     name: str | None,
     root: Path,
@@ -433,27 +455,15 @@ def load_splits(
     kind: str = "dependency",
     skip_bad_trees: bool = False,
 ) -> dict[str, list[Sentence]]:
-    """Read train/dev/test: explicit paths for a split (as in ``treebank_files``) override the named dataset.
+    """Read train/dev/test from their ``split_files``.
 
     ``kind`` is what the data is for: "dependency" (every sentence must have heads, so ``.mrg`` is refused) or
     "tags" (words and POS tags; ptb_wsj_sample then reads its constituency trees). For dependency data, a
     sentence whose heads are not a tree (``tree_defect``) is an error, or with ``skip_bad_trees`` dropped from
     its split and counted in the log. A split left with no sentence is an error.
     """
-    _check_kind(kind)
-    explicit = {"train": train, "dev": dev, "test": test}
-    missing = [split for split in SPLITS if explicit[split] is None]
-    if name is None and missing:  # before any parsing, so a config mistake shows at once
-        raise UserError(f"no {'/'.join(missing)} data: name a dataset ({', '.join(DATASETS)}) or give their paths")
-    if name is not None and name not in DATASETS:
-        raise UserError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
     splits: dict[str, list[Sentence]] = {}
-    for split in SPLITS:
-        if explicit[split] is not None:
-            files = treebank_files(explicit[split])
-        else:
-            assert name is not None  # checked above
-            files = _split_files(name, Path(root), split, kind)
+    for split, files in split_files(name, root, train, dev, test, kind=kind).items():
         sentences = _read_files(files)
         if not sentences:
             raise DataError(f"{_file_list(files)}: no sentences in the {split} split")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from mesimp.engine.diagnostics import GradientDiagnostics
 from mesimp.engine.io import load_checkpoint, save_checkpoint
 from mesimp.engine.meter import BackwardMeter, BackwardTotals
 from mesimp.engine.optim import zero_moments
+from mesimp.errors import UserError
 from mesimp.simplify import Simplifier
 
 log = logging.getLogger(__name__)
@@ -153,7 +155,20 @@ class Trainer:
         path = self.run_dir / CHECKPOINT
         if not (self.settings.resume and path.exists()):
             return False
-        self._restore(load_checkpoint(path))
+        try:
+            data = load_checkpoint(path)
+        except Exception as err:  # truncated, overwritten, not a checkpoint: torch raises many kinds
+            aside = path.with_name(path.name + ".unreadable")
+            os.replace(path, aside)
+            log.warning("%s is unreadable (%s): moved to %s, this run starts over", path,
+                        str(err).splitlines()[0] if str(err) else type(err).__name__, aside.name)
+            return False
+        try:
+            self._restore(data)
+        except (KeyError, RuntimeError, ValueError, TypeError) as err:
+            # the model may be half restored now: no training from here
+            raise UserError(f"{path} does not fit this run's model ({str(err).splitlines()[0]}): resume=false "
+                            "starts the run over") from None
         log.info("resumed from %s at epoch %d, chunk %d, step %d", path, self.state.epoch, self.state.chunk,
                  self.state.step)
         return True

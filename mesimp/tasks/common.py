@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import nn
 
 from mesimp.config import Init, TrainConfig, effective_rule
+from mesimp.data.paths import resolve_data_root
+from mesimp.data.treebank import SPLITS, split_files
 from mesimp.engine.trainer import TrainTask
 from mesimp.errors import UserError
 from mesimp.nn import MePropLSTM, convert_to_meprop, k_for_width
@@ -62,3 +65,10 @@ def prepare_model(cfg: TrainConfig, task: TrainTask, model: nn.Module,
 def ranked_width(layer: nn.Module) -> int:
     """How many entries of a meProp layer's output gradient its top-k ranks."""
     return layer.ranked_width if isinstance(layer, MePropLSTM) else layer.out_features
+
+
+def treebank_data_files(cfg: TrainConfig, kind: str) -> list[Path]:
+    """The files a treebank task reads, train, dev then test (a run's identity, mesimp/engine/rundir.py)."""
+    files = split_files(cfg.data.name, resolve_data_root(cfg.data.root), cfg.data.train, cfg.data.dev, cfg.data.test,
+                        kind=kind)
+    return [path for split in SPLITS for path in files[split]]

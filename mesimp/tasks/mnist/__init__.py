@@ -1,5 +1,5 @@
 """MNIST with the paper's MLP (784-500-500-10, ReLU); meProp on the hidden layers."""
 
-from mesimp.tasks.mnist.pipeline import build
+from mesimp.tasks.mnist.pipeline import build, data_files
 
-__all__ = ["build"]
+__all__ = ["build", "data_files"]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from mesimp.config import TrainConfig
-from mesimp.data.mnist import MnistSplits, load_mnist
+from mesimp.data.mnist import NAMES, MnistSplits, load_mnist, mnist_files
 from mesimp.data.paths import resolve_data_root
 from mesimp.nn.mlp import MLP, mlp_unit_groups
 from mesimp.tasks.common import BuiltTask, prepare_model
@@ -47,3 +49,9 @@ def build(cfg: TrainConfig) -> BuiltTask:
     built.unit_groups = lambda: mlp_unit_groups(model)
     built.original_model = lambda: MLP(splits.train_x.shape[1], cfg.model.hidden, 10)
     return built
+
+
+def data_files(cfg: TrainConfig) -> list[Path]:
+    """The files a run reads (its identity, mesimp/engine/rundir.py)."""
+    files = mnist_files(resolve_data_root(cfg.data.root), fetch=cfg.data.fetch)
+    return [files[name] for name in NAMES]

@@ -14,6 +14,7 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +26,7 @@ from mesimp.data.treebank import Sentence, is_projective, load_splits, punct_mas
 from mesimp.data.vocab import NULL, ROOT, Fields, Vocab
 from mesimp.errors import DataError, UserError
 from mesimp.nn.mlp import mlp_unit_groups
-from mesimp.tasks.common import BuiltTask, prepare_model
+from mesimp.tasks.common import BuiltTask, prepare_model, treebank_data_files
 from mesimp.tasks.parse.arcstandard import greedy_decode, oracle_dataset
 from mesimp.tasks.parse.model import ParserModel
 
@@ -162,3 +163,7 @@ def build(cfg: TrainConfig) -> BuiltTask:
                                                1 + 2 * vocabs.num_labels, list(cfg.model.hidden),
                                                cfg.model.embedding_dim)
     return built
+
+
+def data_files(cfg: TrainConfig) -> list[Path]:
+    return treebank_data_files(cfg, kind="dependency")

@@ -13,6 +13,7 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +24,7 @@ from mesimp.data.paths import resolve_data_root
 from mesimp.data.treebank import Sentence, load_splits
 from mesimp.data.vocab import NULL, UNK, Fields, Vocab
 from mesimp.errors import UserError
-from mesimp.tasks.common import BuiltTask, prepare_model
+from mesimp.tasks.common import BuiltTask, prepare_model, treebank_data_files
 from mesimp.tasks.pos.features import CLOSED, FEATURES, features_of, word_key
 from mesimp.tasks.pos.model import Tagger, tagger_unit_groups
 
@@ -158,3 +159,7 @@ def build(cfg: TrainConfig) -> BuiltTask:
     built.unit_groups = lambda: tagger_unit_groups(model)
     built.original_model = new_tagger
     return built
+
+
+def data_files(cfg: TrainConfig) -> list[Path]:
+    return treebank_data_files(cfg, kind="tags")

@@ -1,0 +1,137 @@
+"""Who a run directory belongs to: one process trains in it at a time, and what it holds (a checkpoint to resume,
+a finished result) is handed only to a command that asks for the same run: the same settings on the same data.
+
+A run's directory is named by its command-line overrides, so two commands can land in the same one: the same
+overrides on another data root (paths stay out of the name), or paths that differ only where ``/`` became ``_``.
+``identity.json`` records what the run is (its resolved config and a fingerprint of every data file it read) and
+a later command that differs is refused in one line with nothing in the directory changed.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import logging
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from omegaconf import DictConfig, OmegaConf
+
+from mesimp.engine.io import read_json, write_json, write_text
+from mesimp.errors import UserError
+
+log = logging.getLogger(__name__)
+
+LOCK = ".lock"
+IDENTITY = "identity.json"
+# Settings that do not change what a run computes (they stay out of the directory name too, configs/train.yaml).
+NOT_IDENTITY = ("resume", "threads", "data.root", "data.fetch")
+START_OVER = "resume=false retrains it here, MESIMP_RUNS=... trains elsewhere"
+
+
+class Refused(UserError):
+    """The directory belongs to another run or another process; nothing in it was touched."""
+
+
+@contextmanager
+def exclusive(run_dir: Path) -> Iterator[None]:
+    """Hold the run directory's lock while the run uses it; a second process is refused, naming the first."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            if err.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise Refused(f"{run_dir} is in use by another run (pid {holder}): wait for it to end, or train "
+                          f"elsewhere with MESIMP_RUNS=...") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock, also when the process is killed
+
+
+def remove_stale_temporaries(run_dir: Path) -> None:
+    """Atomic writes go through ``.NAME.*.tmp`` files (mesimp/engine/io.py); under the lock, any left over is
+    from a killed process."""
+    stale = sorted(run_dir.glob(".*.tmp"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    if stale:
+        log.info("removed %d temporary file(s) left by an interrupted run: %s", len(stale),
+                 ", ".join(path.name for path in stale))
+
+
+def fingerprint(path: Path) -> dict:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return {"file": str(path), "bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
+def identity(cfg: DictConfig, data_files: Sequence[Path]) -> dict:
+    config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    for dotted in NOT_IDENTITY:
+        *parents, key = dotted.split(".")
+        node = config
+        for parent in parents:
+            node = node.get(parent, {})
+        node.pop(key, None)
+    return {"config": config, "data": [fingerprint(Path(path)) for path in data_files]}
+
+
+def recorded_identity(run_dir: Path) -> dict | None:
+    path = run_dir / IDENTITY
+    if not path.exists():
+        return None
+    try:
+        recorded = read_json(path)
+    except ValueError:
+        recorded = None
+    if not (isinstance(recorded, dict) and {"config", "data"} <= set(recorded)):
+        raise Refused(f"{path} is unreadable, so what this directory holds cannot be checked: {START_OVER}")
+    return recorded
+
+
+def check_identity(run_dir: Path, recorded: dict, current: dict) -> None:
+    """Refuse a command that is not the run recorded here. Keys only one side has are skipped: a setting added to
+    the schema since the run started has its old behaviour as default."""
+    changed = _first_difference(recorded["config"], current["config"])
+    if changed:
+        key, had, wanted = changed
+        raise Refused(f"{run_dir} holds a run with {key}={had}, not {wanted}: {START_OVER}")
+    had = [(entry["bytes"], entry["sha256"]) for entry in recorded["data"]]
+    wanted = [(entry["bytes"], entry["sha256"]) for entry in current["data"]]
+    if had != wanted:
+        names = [entry["file"] for entry in recorded["data"]]
+        now = [entry["file"] for entry in current["data"]]
+        detail = next((f"{old} then, {new} now differ" for old, new, a, b in zip(names, now, had, wanted) if a != b),
+                      f"{len(had)} data file(s) then, {len(wanted)} now")
+        raise Refused(f"{run_dir} holds a run trained on other data ({detail}): {START_OVER}")
+
+
+def _first_difference(had: dict, wanted: dict, prefix: str = "") -> tuple[str, object, object] | None:
+    for key in sorted(had.keys() & wanted.keys()):
+        old, new = had[key], wanted[key]
+        if isinstance(old, dict) and isinstance(new, dict):
+            found = _first_difference(old, new, f"{prefix}{key}.")
+            if found:
+                return found
+        elif old != new:
+            return f"{prefix}{key}", old, new
+    return None
+
+
+def record(run_dir: Path, cfg: DictConfig, overrides: Sequence[str], current: dict) -> None:
+    """The run's identity, and its config where Hydra keeps one (``.hydra/``; Hydra's own writing is off, so a
+    refused command cannot overwrite the config of the run it was refused)."""
+    write_json(run_dir / IDENTITY, current)
+    write_text(run_dir / ".hydra" / "config.yaml", OmegaConf.to_yaml(cfg))
+    write_text(run_dir / ".hydra" / "overrides.yaml", OmegaConf.to_yaml(list(overrides)))

@@ -1,0 +1,73 @@
+"""A run directory's lock, leftovers and identity."""
+
+import fcntl
+import os
+
+import pytest
+
+from mesimp.engine import rundir
+from mesimp.engine.rundir import Refused
+from tests.helpers import compose_config
+
+
+def test_a_second_holder_is_refused_naming_the_first(tmp_path):
+    with rundir.exclusive(tmp_path):
+        assert (tmp_path / rundir.LOCK).read_text() == f"{os.getpid()}\n"
+        with pytest.raises(Refused, match=rf"in use by another run \(pid {os.getpid()}\)"):
+            with rundir.exclusive(tmp_path):
+                pass
+    with rundir.exclusive(tmp_path):  # released on exit
+        pass
+
+
+def test_the_lock_is_released_by_a_dead_holder(tmp_path):
+    fd = os.open(tmp_path / rundir.LOCK, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.close(fd)  # as the kernel does for a killed process
+    with rundir.exclusive(tmp_path):
+        pass
+
+
+def test_leftover_temporaries_are_removed(tmp_path):
+    (tmp_path / ".checkpoint.pt.x1y2.tmp").write_bytes(b"half")
+    (tmp_path / ".metrics.json.a.tmp").write_text("{")
+    (tmp_path / "checkpoint.pt").write_bytes(b"kept")
+    rundir.remove_stale_temporaries(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]
+
+
+def test_identity_ignores_what_does_not_change_the_result(tmp_path):
+    data = tmp_path / "train.txt"
+    data.write_text("abc")
+    base = rundir.identity(compose_config("k=20"), [data])
+    same = rundir.identity(compose_config("k=20", "threads=3", "resume=false", "data.root=/elsewhere"), [data])
+    assert base == same
+    assert base["data"] == [{"file": str(data), "bytes": 3,
+                             "sha256": "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"}]
+    rundir.check_identity(tmp_path, base, same)
+
+
+def test_other_settings_or_other_data_are_refused(tmp_path):
+    first, second = tmp_path / "a.txt", tmp_path / "b.txt"
+    first.write_text("one")
+    second.write_text("two")
+    recorded = rundir.identity(compose_config("k=20"), [first])
+    with pytest.raises(Refused, match=r"holds a run with optim\.lr=None, not 0\.5: resume=false retrains"):
+        rundir.check_identity(tmp_path, recorded, rundir.identity(compose_config("k=20", "optim.lr=0.5"), [first]))
+    with pytest.raises(Refused, match=rf"trained on other data \({first} then, {second} now differ\)"):
+        rundir.check_identity(tmp_path, recorded, rundir.identity(compose_config("k=20"), [second]))
+    with pytest.raises(Refused, match=r"1 data file\(s\) then, 2 now"):
+        rundir.check_identity(tmp_path, recorded, rundir.identity(compose_config("k=20"), [first, second]))
+
+
+def test_a_setting_added_since_the_run_started_is_not_a_difference(tmp_path):
+    recorded = rundir.identity(compose_config("k=20"), [])
+    del recorded["config"]["diagnostics_every"]
+    rundir.check_identity(tmp_path, recorded, rundir.identity(compose_config("k=20"), []))
+
+
+def test_an_unreadable_identity_is_refused(tmp_path):
+    assert rundir.recorded_identity(tmp_path) is None
+    (tmp_path / rundir.IDENTITY).write_text('{"config": {')
+    with pytest.raises(Refused, match="unreadable"):
+        rundir.recorded_identity(tmp_path)
