@@ -126,6 +126,9 @@ def main() -> None:
         if show_everything:
             raise
         fail(write_error(err))
+    except KeyboardInterrupt:
+        print("error: interrupted; the same command resumes from the last checkpoint", file=sys.stderr)
+        sys.exit(130)
 
 
 def _quiet_writer_errors(args: threading.ExceptHookArgs) -> None:

@@ -5,8 +5,10 @@ import fcntl
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -129,6 +131,20 @@ def test_a_full_disk_is_one_line_and_leaves_no_partial_file(tmp_path, shared_dat
     assert not (run_dir / "metrics.json").exists()
 
 
+@pytest.mark.parametrize("overrides,fragment", [
+    (["optim.lr=-0.1"], "optim.lr must be > 0"),
+    (["optim.betas=[0.9,1.0]"], "optim.betas must be two numbers in [0, 1)"),
+    (["optim.eps=0"], "optim.eps must be > 0"),
+    (["threads=0"], "threads must be >= 1"),
+    (["k=20", "model.hidden=[]"], "meProp has no layer to act on"),
+    (["k=501"], "k=501 exceeds the widest meProp layer (500)"),
+    (["task=pos", "k=2001"], "k=2001 exceeds the widest meProp layer (2000)"),
+])
+def test_senseless_settings_are_refused_before_any_data_loads(tmp_path, overrides, fragment):
+    result = train(*overrides, "data.fetch=false", runs=tmp_path / "runs", data=tmp_path / "no_data_here")
+    assert_one_line_error(result, fragment)
+
+
 @pytest.mark.parametrize("override,fragment", [
     ("optim.lerning_rate=0.1", "Key 'lerning_rate' not in 'OptimConfig'"),
     ("k=[1", "bad override syntax"),
@@ -169,3 +185,18 @@ def test_paths_that_meet_in_one_directory_name_are_refused(tmp_path):
     second = train(*tiny, f"data.train={flat}", runs=tmp_path / "runs")
     assert_one_line_error(second, f"holds a run with data.train={nested}, not {flat}")
     assert files(run_dir) == before
+
+
+def test_ctrl_c_is_one_line_and_the_run_resumes(tmp_path, shared_data):
+    env = {**os.environ, "MESIMP_RUNS": str(tmp_path), "MESIMP_DATA": str(shared_data)}
+    args = [sys.executable, "-m", "mesimp.train", "k=5", "model.hidden=[20]", "data.train_limit=2000", "epochs=30",
+            "evals_per_epoch=1", "batch_size=50"]
+    process = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run_dir = tmp_path / "mnist" / "batch_size=50,data.train_limit=2000,epochs=30,evals_per_epoch=1,k=5,model.hidden=[20]"
+    while not (run_dir / "checkpoint.pt").exists() and process.poll() is None:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130 and "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1] == "error: interrupted; the same command resumes from the last checkpoint"
+    assert (run_dir / "checkpoint.pt").exists() and not list(run_dir.glob(".*.tmp"))
