@@ -62,7 +62,7 @@ class MePropConfig:
     scope: Scope = Scope.example
     select: Select = Select.topk
     bias_grad: BiasGrad = BiasGrad.dense
-    # Task configs set the default that trains (README "Decisions"); topk is the paper's rule.
+    # Task configs set the default that trains (docs/decisions.md); topk is the paper's rule.
     rule: Rule = Rule.topk
     # The paper uses the hidden k at the output layer for MNIST and parsing; the authors' MNIST code never
     # sparsifies the 10-wide output layer. Task configs pick their default.

@@ -15,7 +15,7 @@ from torch import Tensor
 from mesimp.nn import kernels
 
 BiasGrad = Literal["dense", "kept"]
-# How a per-example layer builds dL/dW (dL/dx always comes from the top-k): see MePropLinear and README's
+# How a per-example layer builds dL/dW (dL/dx always comes from the top-k): see MePropLinear and docs/results.md's
 # "What we found" for why the paper's rule (topk) is biased and what each of the others does about it.
 Rule = Literal["topk", "dense_dw", "centred", "unbiased", "unbiased_centred"]
 RULES = ("topk", "dense_dw", "centred", "unbiased", "unbiased_centred")

@@ -25,7 +25,7 @@ TREEBANKS = ("POS tagging and parsing run on UD English-EWT and on the Penn Tree
 TIMES = ("Times are per epoch, measured in PyTorch on this machine's CPU with one thread per run; the paper's come "
          "from its own per-example C# code, so compare the speedups (in parentheses), not the seconds.")
 
-# The per-example rule that trains the parser and MNIST best (issue 15; README "What we found"): the paper never ran
+# The per-example rule that trains the parser and MNIST best (issue 15; docs/results.md "What we found"): the paper never ran
 # it, so these rows have no paper numbers, only the comparison with our own full backprop.
 UNBIASED_CENTRED = "meProp (k=20), unbiased_centred rule"
 
