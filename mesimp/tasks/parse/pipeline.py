@@ -84,8 +84,9 @@ def encode(sentences: list[Sentence], vocabs: Vocabs) -> Encoded:
         n = len(s.words)
         words[i, 1 : n + 1] = torch.tensor([vocabs.words[vocabs.fields.word(w)] for w in s.words])
         tags[i, 1 : n + 1] = torch.tensor([vocabs.tags[t] for t in vocabs.fields.tags(s)])
-        heads[i, 1 : n + 1] = torch.tensor(s.heads)
-        labels[i, 1 : n + 1] = torch.tensor([vocabs.labels[label] for label in vocabs.fields.labels(s)])
+        if s.heads is not None:  # a sentence to parse (mesimp.predict) may come without a tree
+            heads[i, 1 : n + 1] = torch.tensor(s.heads)
+            labels[i, 1 : n + 1] = torch.tensor([vocabs.labels[label] for label in vocabs.fields.labels(s)])
         scored[i, 1 : n + 1] = ~torch.tensor(punct_mask(s))
     lengths = torch.tensor([len(s.words) for s in sentences], dtype=torch.long)
     return Encoded(words, tags, lengths, heads, labels, scored)
@@ -134,23 +135,30 @@ class ParseTask:
         return uas
 
 
-def build(cfg: TrainConfig) -> BuiltTask:
+def load_data(cfg: TrainConfig) -> tuple[dict[str, list[Sentence]], list[Sentence]]:
+    """Every split (train cut to ``data.train_limit``) and the projective training sentences: the parser learns
+    from them and its vocabularies are theirs (``mesimp.export`` rebuilds them from a run's config this way)."""
     if cfg.data.name is None and not (cfg.data.train and cfg.data.dev and cfg.data.test):
         raise UserError("task=parse needs data.name or all of data.train, data.dev, data.test")
     sentences = load_splits(cfg.data.name, resolve_data_root(cfg.data.root), train=cfg.data.train,
                             dev=cfg.data.dev, test=cfg.data.test, skip_bad_trees=cfg.data.skip_bad_trees)
-    train = sentences["train"][: cfg.data.train_limit]
+    sentences["train"] = train = sentences["train"][: cfg.data.train_limit]
     projective = [s for s in train if is_projective(s.heads)]
     log.info("parse: %d training sentences, %d non-projective skipped in training (all are evaluated)",
              len(train), len(train) - len(projective))
     if not projective:
         raise DataError(f"{cfg.data.train or cfg.data.name}: none of the {len(train)} training sentences is "
                         "projective, and arc-standard learns from projective trees only")
+    return sentences, projective
+
+
+def build(cfg: TrainConfig) -> BuiltTask:
+    sentences, projective = load_data(cfg)
     vocabs = build_vocabs(projective, cfg)
     gold = encode(projective, vocabs)
     features, transitions = oracle_dataset(gold.words, gold.tags, gold.lengths, gold.heads, gold.labels,
                                            vocabs.num_labels, **vocabs.nulls())
-    labeled = all(s.labels is not None for s in train)
+    labeled = all(s.labels is not None for s in sentences["train"])
     model = ParserModel(len(vocabs.words), len(vocabs.tags), len(vocabs.labels), 1 + 2 * vocabs.num_labels,
                         list(cfg.model.hidden), cfg.model.embedding_dim, cfg.model.dropout)
     splits = {split: encode(sentences[split], vocabs) for split in ("dev", "test")}

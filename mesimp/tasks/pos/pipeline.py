@@ -79,7 +79,8 @@ class Encoded:
                 self.tags[indices, :steps].t(), lengths)
 
 
-def encode(sentences: list[Sentence], vocabs: Vocabs, fields: Fields) -> Encoded:
+def encode(sentences: list[Sentence], vocabs: Vocabs, fields: Fields, gold: bool = True) -> Encoded:
+    """``gold=False``: sentences to tag (``mesimp.predict``), whose tags are not read (they may have none)."""
     size = (len(sentences), max((len(s) for s in sentences), default=0))
     words = torch.zeros(size, dtype=torch.long)  # NULL
     features = torch.zeros(*size, len(FEATURES), dtype=torch.long)
@@ -89,7 +90,8 @@ def encode(sentences: list[Sentence], vocabs: Vocabs, fields: Fields) -> Encoded
         words[i, :n] = torch.tensor([vocabs.words[word_key(w, fields.lowercase)] for w in s.words])
         features[i, :n] = torch.tensor([[vocab[value] for vocab, value in zip(vocabs.features, features_of(w))]
                                         for w in s.words])
-        tags[i, :n] = torch.tensor([vocabs.tags.stoi.get(t, UNSEEN_TAG) for t in fields.tags(s)])
+        if gold:
+            tags[i, :n] = torch.tensor([vocabs.tags.stoi.get(t, UNSEEN_TAG) for t in fields.tags(s)])
     return Encoded(words, features, tags, torch.tensor([len(s) for s in sentences], dtype=torch.long))
 
 
@@ -134,15 +136,23 @@ class PosTask:
         return 100.0 * correct / max(1, int(real.sum()))
 
 
-def build(cfg: TrainConfig) -> BuiltTask:
+def load_data(cfg: TrainConfig) -> dict[str, list[Sentence]]:
+    """Every split, train cut to ``data.train_limit``: the vocabularies are its (``mesimp.export`` rebuilds them
+    from a run's config this way)."""
     if cfg.data.name is None and not (cfg.data.train and cfg.data.dev and cfg.data.test):
         raise UserError("task=pos needs data.name or all of data.train, data.dev, data.test")
-    if len(cfg.model.hidden) != 1:
-        raise UserError(f"task=pos has one LSTM layer: model.hidden takes one width, got {list(cfg.model.hidden)}")
     sentences = load_splits(cfg.data.name, resolve_data_root(cfg.data.root), train=cfg.data.train,
                             dev=cfg.data.dev, test=cfg.data.test, kind="tags")
+    sentences["train"] = sentences["train"][: cfg.data.train_limit]
+    return sentences
+
+
+def build(cfg: TrainConfig) -> BuiltTask:
+    if len(cfg.model.hidden) != 1:
+        raise UserError(f"task=pos has one LSTM layer: model.hidden takes one width, got {list(cfg.model.hidden)}")
+    sentences = load_data(cfg)
     fields = Fields(cfg.data.lowercase, cfg.data.tagset)
-    train = sentences["train"][: cfg.data.train_limit]
+    train = sentences["train"]
     vocabs = build_vocabs(train, fields, cfg.data.word_min_count)
     log.info("pos: %d/%d/%d sentences; %d words, %d tags, feature vocabularies %s", len(train),
              len(sentences["dev"]), len(sentences["test"]), len(vocabs.words), len(vocabs.tags), vocabs.feature_sizes)
