@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import gzip
-import hashlib
 import math
 import os
 import struct
 import tempfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -45,49 +45,44 @@ def decode_idx(data: bytes, source: str | Path) -> torch.Tensor:
     return torch.from_numpy(array)
 
 
-def encode_idx(tensor: torch.Tensor) -> bytes:
-    """Serialize a uint8 tensor (at least 1-D) as uncompressed IDX bytes."""
+def encode_idx(tensor: torch.Tensor, *, gz: bool = False) -> bytes:
+    """Serialize a uint8 tensor (at least 1-D) as IDX bytes, gzipped when `gz`."""
     if tensor.dtype != torch.uint8 or tensor.dim() == 0:
         raise ValueError(f"IDX needs a uint8 tensor of >= 1 dim, got {tensor.dtype} {tuple(tensor.shape)}")
     header = struct.pack(f">BBBB{tensor.dim()}I", 0, 0, _UBYTE, tensor.dim(), *tensor.shape)
-    return header + tensor.contiguous().numpy().tobytes()
+    data = header + tensor.contiguous().numpy().tobytes()
+    # mtime=0: the same tensor always gives the same bytes, so a written file's md5 can be known in advance
+    return gzip.compress(data, compresslevel=6, mtime=0) if gz else data
 
 
-def read_idx(path: Path, expected_md5: str | None = None) -> torch.Tensor:
-    """Read an IDX file (gzipped if named .gz), optionally checking the md5 of the uncompressed bytes."""
+def read_idx(path: Path, verify: Callable[[bytes, bytes], None] | None = None) -> torch.Tensor:
+    """Read an IDX file (gzipped if named .gz).
+
+    `verify(stored, data)` sees the file's bytes as stored and uncompressed before they are decoded: it raises
+    DataError where they are not the file it expects (checksums).
+    """
     path = Path(path)
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as f:
-                data = f.read()
-        else:
-            data = path.read_bytes()
+        stored = path.read_bytes()
+        data = gzip.decompress(stored) if path.suffix == ".gz" else stored
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except (OSError, EOFError, zlib.error) as err:
         # gzip reports corruption as BadGzipFile (an OSError), EOFError or zlib.error
         raise DataError(f"{path}: cannot read ({err})") from None
-    if expected_md5 is not None:
-        got = hashlib.md5(data).hexdigest()
-        if got != expected_md5:
-            raise DataError(
-                f"{path}: md5 {got} does not match the known MNIST file ({expected_md5}); "
-                "the file is corrupt or not MNIST"
-            )
+    if verify is not None:
+        verify(stored, data)
     return decode_idx(data, path)
 
 
 def write_idx(path: Path, tensor: torch.Tensor) -> None:
     """Write a uint8 tensor as IDX (gzipped when the name ends in .gz), atomically."""
     path = Path(path)
-    data = encode_idx(tensor)
-    if path.suffix == ".gz":
-        data = gzip.compress(data, compresslevel=6, mtime=0)
-    _write_atomic(path, data)
+    write_atomic(path, encode_idx(tensor, gz=path.suffix == ".gz"))
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    # A crash or a concurrent reader must never see a half-written data file.
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that a crash or a concurrent reader never sees a half-written file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:

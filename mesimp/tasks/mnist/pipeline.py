@@ -1,4 +1,5 @@
-"""MNIST: data split as in the paper, the MLP, minibatches, loss and accuracy."""
+"""MNIST (or another MNIST-format data set, data.name): data split as in the paper, the MLP, minibatches, loss and
+accuracy."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mesimp.config import TrainConfig
-from mesimp.data.mnist import NAMES, MnistSplits, load_mnist, mnist_files
+from mesimp.data.mnist import NAMES, MnistSplits, idx_dataset, load_mnist, mnist_files
 from mesimp.data.paths import resolve_data_root
 from mesimp.nn.mlp import MLP, mlp_unit_groups
 from mesimp.tasks.common import BuiltTask, prepare_model
@@ -43,15 +44,18 @@ class MnistTask:
 
 
 def build(cfg: TrainConfig) -> BuiltTask:
-    splits = load_mnist(resolve_data_root(cfg.data.root), train_limit=cfg.data.train_limit, fetch=cfg.data.fetch)
-    model = MLP(splits.train_x.shape[1], cfg.model.hidden, 10, dropout=cfg.model.dropout)
+    splits = load_mnist(resolve_data_root(cfg.data.root), idx_dataset(cfg.data.name),
+                        train_limit=cfg.data.train_limit, fetch=cfg.data.fetch)
+    # input and output widths from the data: 784 and 10 for MNIST, whatever an unverified data set holds
+    widths = splits.train_x.shape[1], cfg.model.hidden, splits.classes
+    model = MLP(*widths, dropout=cfg.model.dropout)
     built = prepare_model(cfg, MnistTask(splits, model), model)
     built.unit_groups = lambda: mlp_unit_groups(model)
-    built.original_model = lambda: MLP(splits.train_x.shape[1], cfg.model.hidden, 10)
+    built.original_model = lambda: MLP(*widths)
     return built
 
 
 def data_files(cfg: TrainConfig) -> list[Path]:
     """The files a run reads (its identity, mesimp/engine/rundir.py)."""
-    files = mnist_files(resolve_data_root(cfg.data.root), fetch=cfg.data.fetch)
+    files = mnist_files(resolve_data_root(cfg.data.root), idx_dataset(cfg.data.name), fetch=cfg.data.fetch)
     return [files[name] for name in NAMES]
