@@ -16,7 +16,8 @@ from mesimp.report.runs import RunRecord, Status, load_run
 from mesimp.report.spec import Metric, Row, Runs
 from mesimp.report.sweep import CONFIG_DIR, Extras, Job, expand, same_size_job
 
-DATASETS = {"mnist": "MNIST", "ud_english_ewt": "EWT", "ptb_wsj_sample": "WSJ sample"}
+DATASETS = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "kmnist": "KMNIST", "ud_english_ewt": "EWT",
+            "ptb_wsj_sample": "WSJ sample"}
 
 
 @dataclass(frozen=True)
