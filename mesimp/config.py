@@ -12,6 +12,8 @@ from typing import Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 
+from mesimp.data.embeddings import vectors_file
+from mesimp.engine.device import resolve_device
 from mesimp.errors import UserError
 from mesimp.simplify.schedule import OptimizerReset
 
@@ -70,6 +72,12 @@ class MePropConfig:
     gates: Gates = Gates.joint  # LSTM only; the paper does not say where inside the LSTM it applies top-k
 
 
+class Device(Enum):
+    auto = "auto"  # the GPU when torch sees one
+    cpu = "cpu"
+    cuda = "cuda"
+
+
 class TagSet(Enum):
     xpos = "xpos"  # language-specific tags (Penn Treebank tags in EWT)
     upos = "upos"  # the 17 universal tags
@@ -87,7 +95,7 @@ class DataConfig:
     test: Optional[str] = None
     tagset: TagSet = TagSet.xpos
     label_subtypes: bool = False  # keep "nmod:poss" (true) or use "nmod" (false)
-    lowercase: bool = True  # word features are lowercased (no pretrained vectors to share case information)
+    lowercase: bool = True  # "The" and "the" share one word embedding (and one pretrained vector)
     word_min_count: int = 2  # rarer training words become the unknown word, so its embedding gets trained
     skip_bad_trees: bool = False  # parse: a bad tree stops the run, to be fixed; true drops it, counted in the log
 
@@ -100,6 +108,9 @@ class ModelConfig:
     embedding_dim: int = 50  # treebank tasks: dimensions per feature embedding (POS: of the word)
     feature_dim: int = 20  # POS: dimensions of each of the 7 word-shape features
     bidirectional: bool = False  # POS: the paper's tagger is unidirectional
+    # treebank tasks: a word2vec or GloVe text file whose vectors start the word embedding's rows (the rest start
+    # random); its dimension must be embedding_dim. Chen & Manning's parser started from 50-d vectors.
+    pretrained_embeddings: Optional[str] = None
 
 
 @dataclass
@@ -144,6 +155,9 @@ class TrainConfig:
     evals_per_epoch: int = 8
     seed: int = 1
     resume: bool = True  # continue from the run directory's checkpoint when there is one
+    # Not part of the run's identity: a run started on one device resumes on the other (the checkpoint is loaded
+    # to the CPU, then moved). threads and flush_denormals act on the CPU only.
+    device: Device = Device.auto
     threads: Optional[int] = None  # torch intra-op threads; None leaves torch's default
     # Subnormal floats read and written as zero on the CPU (the paper is silent): Adam's step over moments that
     # have decayed that far runs up to 30x slower otherwise (mesimp/engine/denormals.py). false keeps IEEE behaviour.
@@ -199,6 +213,12 @@ def validate(cfg: TrainConfig) -> None:
         raise UserError(f"model.dropout must be in [0, 1), got {cfg.model.dropout}")
     if cfg.threads is not None and cfg.threads < 1:
         raise UserError(f"threads must be >= 1 or null (torch's default), got {cfg.threads}")
+    if cfg.model.pretrained_embeddings is not None:
+        if cfg.task not in ("parse", "pos"):
+            raise UserError(f"model.pretrained_embeddings is for the word embeddings of task=parse and task=pos, "
+                            f"not task={cfg.task}")
+        vectors_file(cfg.model.pretrained_embeddings)
+    resolve_device(cfg.device.value)  # device=cuda without a GPU
     validate_optim(cfg.optim, cfg.default_lr)
     validate_meprop_widths(cfg)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import math
 import os
 import platform
 import shutil
@@ -25,6 +26,7 @@ from mesimp.engine.io import write_json
 from mesimp.engine.denormals import flush_denormals
 from mesimp.engine.memory import keep_freed_memory
 from mesimp.engine.decode import time_decoding
+from mesimp.engine.device import describe_device, resolve_device
 from mesimp.engine.optim import build_optimizer
 from mesimp.engine.trainer import CHECKPOINT, LoopSettings, Trainer
 from mesimp.errors import UserError
@@ -33,6 +35,7 @@ from mesimp.simplify import Simplifier, SimplifySchedule
 
 log = logging.getLogger(__name__)
 
+FEW_UPDATES = 100  # per epoch: fewer, and a run's epochs teach little (a small data set at the paper's batch size)
 TASKS = {"mnist": "mesimp.tasks.mnist", "parse": "mesimp.tasks.parse", "pos": "mesimp.tasks.pos"}
 # A checkpoint holds the weights and up to two optimizer moments each; while a new one is written the old stays.
 CHECKPOINT_COPIES = 2 * 3
@@ -120,6 +123,7 @@ def _run_owned(cfg: TrainConfig, run_dir: Path, overrides: Sequence[str]) -> dic
     flush_denormals(cfg.flush_denormals)  # always set: a launcher's worker process may run several configs
     keep_freed_memory()
     torch.manual_seed(cfg.seed)
+    device = resolve_device(cfg.device.value)
 
     built = task.build(cfg)
     current = current or rundir.identity(cfg, task.data_files(cfg))
@@ -142,16 +146,21 @@ def _run_owned(cfg: TrainConfig, run_dir: Path, overrides: Sequence[str]) -> dic
                             seed=cfg.seed, clip_value=cfg.optim.clip_value, resume=cfg.resume,
                             diagnostics_every=cfg.diagnostics_every if cfg.diagnostics else None)
     trainer = Trainer(built.task, make_optimizer, settings, run_dir, tracked_layers=built.tracked_layers,
-                      generators=built.generators, simplifier=simplifier)
+                      generators=built.generators, simplifier=simplifier, device=device)
     if uses_meprop(cfg) and effective_rule(cfg) != cfg.meprop.rule:
         log.info("meprop.rule=%s applies to per-example top-k only: this %s run uses the paper's topk",
                  cfg.meprop.rule.value, method_name(cfg))
-    log.info("%s %s: k=%s k_ratio=%s, %d training examples, hidden %s, %d parameters, %s lr %g", cfg.task,
-             method_name(cfg), cfg.k, cfg.k_ratio, built.task.train_size, built.hidden_dims, initial_params,
-             cfg.optim.name.value, lr)
+    examples = built.task.train_size
+    updates = math.ceil(examples / cfg.batch_size)
+    log.info("%s %s: k=%s k_ratio=%s, %d training examples, %d updates per epoch, hidden %s, %d parameters, %s lr %g, "
+             "on %s", cfg.task, method_name(cfg), cfg.k, cfg.k_ratio, examples, updates, built.hidden_dims,
+             initial_params, cfg.optim.name.value, lr, describe_device(device))
+    if updates < FEW_UPDATES:
+        log.warning("only %d updates per epoch (batch_size=%d, %d training examples): on a small data set lower "
+                    "batch_size (e.g. to %d)", updates, cfg.batch_size, examples, max(1, examples // 200))
     state = trainer.fit()
     final_params = sum(p.numel() for p in model.parameters())
-    models = {"final": model, **({"original_width": built.original_model()} if simplifier else {})}
+    models = {"final": model, **({"original_width": built.original_model().to(device)} if simplifier else {})}
 
     metrics = {
         "task": cfg.task,
@@ -186,6 +195,7 @@ def _run_owned(cfg: TrainConfig, run_dir: Path, overrides: Sequence[str]) -> dic
         "original_num_params": initial_params,
         "compression": initial_params / final_params,
         "decode_time_s": time_decoding(built.task, models),
+        "device": describe_device(device),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "code_version": version,

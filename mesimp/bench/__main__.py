@@ -1,6 +1,6 @@
 """The speed benchmark suite: every figure a ratio measured side by side in one process.
 
-    python -m mesimp.bench [--groups layer,lstm,memory,epoch,decode] [--quick] [--device cpu|cuda]
+    python -m mesimp.bench [--groups layer,lstm,memory,epoch,decode] [--quick] [--device cpu|cuda|auto]
                            [--repeats N] [--cases mnist-b100,...] [--json PATH]
 
 Groups: ``layer`` (one linear layer's backward, dense vs every meProp scope and select, over the paper's
@@ -24,7 +24,9 @@ from mesimp.bench.layers import LINEAR_CASES, QUICK_CASES, backward_peak_bytes, 
 from mesimp.bench.tasks import EPOCH_CASES, bench_epoch, bench_parser_decoding
 from mesimp.engine.io import write_json
 from mesimp.engine.denormals import flush_denormals
+from mesimp.engine.device import DEVICES, describe_device, resolve_device
 from mesimp.engine.memory import keep_freed_memory
+from mesimp.errors import UserError
 from mesimp.nn import kernels
 from mesimp.runner import code_version
 
@@ -56,10 +58,10 @@ def run_groups(groups: list[str], quick: bool, device: torch.device, repeats: in
                             "scope": scope, "peak_growth_bytes": backward_peak_bytes(batch, n_in, n_out, k, scope)})
     if "epoch" in groups:
         for case in EPOCH_CASES:
-            results.append(asdict(bench_epoch(case, max_steps=5 if quick else None,
+            results.append(asdict(bench_epoch(case, device, max_steps=5 if quick else None,
                                               train_limit=200 if quick else None)))
     if "decode" in groups:
-        results += [asdict(r) for r in bench_parser_decoding(train_limit=200 if quick else None)]
+        results += [asdict(r) for r in bench_parser_decoding(device, train_limit=200 if quick else None)]
     return results
 
 
@@ -98,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--groups", default=",".join(GROUPS), help=f"comma-separated, of {', '.join(GROUPS)}")
     parser.add_argument("--quick", action="store_true", help="small shapes and few repeats: a smoke run")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", choices=DEVICES, default="cpu", help="auto: the GPU when torch sees one")
     parser.add_argument("--repeats", type=int, help="timed repetitions per layer shape (default 50; 5 quick)")
     parser.add_argument("--cases", help=f"the layer group's shapes only, comma-separated, of {', '.join(LINEAR_CASES)}")
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -111,7 +113,10 @@ def main(argv: list[str] | None = None) -> None:
     unknown = sorted(set(cases) - set(LINEAR_CASES) - set(QUICK_CASES))
     if unknown:
         sys.exit(f"error: unknown layer case(s) {', '.join(unknown)}; known: {', '.join(LINEAR_CASES)}")
-    device = torch.device(args.device)
+    try:
+        device = resolve_device(args.device)
+    except UserError as err:
+        sys.exit(f"error: {err}")
     keep_freed_memory()  # as in training runs: both contenders reuse their large blocks
     flush_denormals()  # as in training runs
     results = run_groups(groups, args.quick, device, args.repeats, cases)
@@ -119,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.json:
         write_json(args.json, {
             "machine": f"{platform.machine()} {platform.processor() or platform.system()}",
-            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "device": describe_device(device),
             "threads": torch.get_num_threads(), "torch": torch.__version__, "code_version": code_version(),
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "compiled_kernels": kernels.compiled() is not None, "quick": args.quick, "groups": groups,

@@ -71,9 +71,10 @@ def _set_k(model: torch.nn.Module, tracked: set[str], k: int | None) -> None:
         model.get_submodule(name).k = k
 
 
-def bench_epoch(case: str, max_steps: int | None = None, train_limit: int | None = None) -> EpochResult:
-    overrides = EPOCH_CASES[case] + ([f"data.train_limit={train_limit}"] if train_limit else [])
-    cfg = load_config(overrides)
+def bench_epoch(case: str, device: torch.device, max_steps: int | None = None, train_limit: int | None = None
+                ) -> EpochResult:
+    limit = [f"data.train_limit={train_limit}"] if train_limit else []
+    cfg = load_config([*EPOCH_CASES[case], f"device={device.type}", *limit])
     torch.manual_seed(cfg.seed)
     built = importlib.import_module(TASKS[cfg.task]).build(cfg)
     task, model = built.task, built.task.model
@@ -108,22 +109,25 @@ def bench_epoch(case: str, max_steps: int | None = None, train_limit: int | None
                        dense_s / meprop_s, dense_loss, meprop_loss, pytorch_loss, effective_rule(cfg).value)
 
 
-def bench_parser_decoding(narrow: int = 50, repeats: int = 3, train_limit: int | None = None) -> list[DecodeResult]:
+def bench_parser_decoding(device: torch.device, narrow: int = 50, repeats: int = 3, train_limit: int | None = None
+                          ) -> list[DecodeResult]:
     """A meSimp-sized parser (hidden ``narrow`` x 2) against the 500-wide one: scoring and greedy decoding."""
-    from mesimp.bench.timing import side_by_side
+    from mesimp.bench.timing import side_by_side, synchronize
     from mesimp.tasks.parse.model import ParserModel
 
-    cfg = load_config(["task=parse"] + ([f"data.train_limit={train_limit}"] if train_limit else []))
+    limit = [f"data.train_limit={train_limit}"] if train_limit else []
+    cfg = load_config(["task=parse", f"device={device.type}", *limit])
     task = importlib.import_module(TASKS["parse"]).build(cfg).task
     wide_model = task.model.eval()
     shape = (len(task.vocabs.words), len(task.vocabs.tags), len(task.vocabs.labels), 1 + 2 * task.vocabs.num_labels)
-    narrow_model = ParserModel(*shape, [narrow, narrow], cfg.model.embedding_dim).eval()
+    narrow_model = ParserModel(*shape, [narrow, narrow], cfg.model.embedding_dim).to(device).eval()
     features = task.features[:10_000]
 
     def scorer(model):
         def run():
             with torch.no_grad():
                 model(features)
+            synchronize(device)
         return run
 
     def decoder(model):

@@ -27,8 +27,9 @@ log = logging.getLogger(__name__)
 
 LOCK = ".lock"
 IDENTITY = "identity.json"
-# Settings that do not change what a run computes (they stay out of the directory name too, configs/train.yaml).
-NOT_IDENTITY = ("resume", "threads", "data.root", "data.fetch")
+# Settings that do not change what a run computes (they stay out of the directory name too, configs/train.yaml);
+# a run started on the GPU resumes on the CPU and the other way round.
+NOT_IDENTITY = ("resume", "threads", "device", "data.root", "data.fetch")
 START_OVER = "resume=false retrains it here, MESIMP_RUNS=... trains elsewhere"
 
 

@@ -6,7 +6,8 @@ Each epoch's minibatches are cut into "chunks" at the evaluation points (``evals
 and, with meSimp, its simplification points. At each boundary the loop evaluates dev (and test when dev
 improved) if it is an evaluation point, then simplifies if it is a simplification point (the authors' order),
 then writes a checkpoint: a killed run resumes at the last boundary and, on the CPU, finishes with the same
-numbers as an unbroken run.
+numbers as an unbroken run. Checkpoints load to the CPU and are moved to the run's device, so a run started on a GPU
+resumes on the CPU and the other way round.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from mesimp.engine.io import load_checkpoint, save_checkpoint
 from mesimp.engine.meter import BackwardMeter, BackwardTotals
 from mesimp.engine.optim import zero_moments
 from mesimp.errors import UserError
+from mesimp.nn.sparse_grad import clock
 from mesimp.simplify import Simplifier
 
 log = logging.getLogger(__name__)
@@ -117,6 +119,7 @@ class Trainer:
         tracked_layers: set[str],
         generators: dict[str, torch.Generator] | None = None,
         simplifier: Simplifier | None = None,
+        device: torch.device = torch.device("cpu"),  # the model's and the task's tensors'
     ) -> None:
         self.task = task
         self.make_optimizer = make_optimizer
@@ -126,6 +129,7 @@ class Trainer:
         self.tracked_layers = tracked_layers
         self.generators = generators or {}
         self.simplifier = simplifier
+        self.device = device
         self.state = LoopState()
         self._loss_sum, self._loss_batches = 0.0, 0  # since the last evaluation; for logging only
 
@@ -145,11 +149,16 @@ class Trainer:
             self.simplifier.load_state_dict(data["simplify"])  # the saved (shrunk) shapes first
             self.optimizer = self.make_optimizer(self.task.model.parameters())
         self.task.model.load_state_dict(data["model"])
-        self.optimizer.load_state_dict(data["optimizer"])
+        self.optimizer.load_state_dict(data["optimizer"])  # moves the moments to the parameters' device
         self.state = LoopState.from_dict(data["loop"])
         torch.set_rng_state(data["torch_rng"])
         for name, gen_state in data["generators"].items():
-            self.generators[name].set_state(gen_state)
+            try:
+                self.generators[name].set_state(gen_state)
+            except RuntimeError:  # the state of another device's generator (CPU and CUDA ones differ in kind)
+                self.generators[name].manual_seed(self.settings.seed * 100_003 + self.state.step)
+                log.info("the %s random draws restart from a new seed: %s was written on another device", name,
+                         CHECKPOINT)
 
     def maybe_resume(self) -> bool:
         path = self.run_dir / CHECKPOINT
@@ -224,19 +233,19 @@ class Trainer:
         model, opt, st = self.task.model, self.optimizer, self.state
         every = self.settings.diagnostics_every
         model.train()
-        total = torch.zeros(())
+        total = torch.zeros((), device=self.device)
         for indices in batches:
             batch = self.task.train_batch(indices)
-            t0 = time.perf_counter()
+            t0 = time.perf_counter()  # the previous step's clock() waited for the device
             loss = self.task.loss(batch)
-            t1 = time.perf_counter()
+            t1 = clock(loss)
             # Keep dense .grad buffers: meProp then adds its k gradient rows into them in place.
             opt.zero_grad(set_to_none=False)
             diagnose = bool(every) and st.step % every == 0
             if diagnose:
                 self.diagnostics.arm(True)
             loss.backward()
-            t2 = time.perf_counter()
+            t2 = clock(loss)
             if diagnose:
                 for layer, figures in self.diagnostics.collect(st.step).items():
                     for key, value in figures.items():
@@ -244,7 +253,7 @@ class Trainer:
             if self.settings.clip_value is not None:
                 nn.utils.clip_grad_value_(model.parameters(), self.settings.clip_value)
             opt.step()
-            t3 = time.perf_counter()
+            t3 = clock(loss)
             st.forward_time_s += t1 - t0
             st.backward_time_s += t2 - t1
             st.train_time_s += t3 - t0

@@ -56,7 +56,7 @@ def rule_weight_grad(rule: Rule, weight: Tensor, x: Tensor, dy: Tensor, dy_sum: 
 def sample_kept(dy: Tensor, indices: Tensor, values: Tensor, generator: torch.Generator | None
                 ) -> tuple[Tensor, Tensor]:
     """An unbiased k-entry sample of each row of dy given its top-k (:func:`kernels.sample_rows`)."""
-    uniforms = torch.rand(dy.shape[0], generator=generator, dtype=torch.float64).to(dy.device)
+    uniforms = torch.rand(dy.shape[0], generator=generator, dtype=torch.float64, device=dy.device)
     return kernels.sample_rows(dy, indices, values, uniforms)
 
 

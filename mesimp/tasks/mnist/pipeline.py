@@ -12,8 +12,9 @@ from torch import Tensor
 from mesimp.config import TrainConfig
 from mesimp.data.mnist import NAMES, MnistSplits, idx_dataset, load_mnist, mnist_files
 from mesimp.data.paths import resolve_data_root
+from mesimp.engine.device import resolve_device
 from mesimp.nn.mlp import MLP, mlp_unit_groups
-from mesimp.tasks.common import BuiltTask, prepare_model
+from mesimp.tasks.common import BuiltTask, prepare_model, to_device
 
 EVAL_BATCH = 2000
 
@@ -49,7 +50,7 @@ def build(cfg: TrainConfig) -> BuiltTask:
     # input and output widths from the data: 784 and 10 for MNIST, whatever an unverified data set holds
     widths = splits.train_x.shape[1], cfg.model.hidden, splits.classes
     model = MLP(*widths, dropout=cfg.model.dropout)
-    built = prepare_model(cfg, MnistTask(splits, model), model)
+    built = prepare_model(cfg, MnistTask(to_device(splits, resolve_device(cfg.device.value)), model), model)
     built.unit_groups = lambda: mlp_unit_groups(model)
     built.original_model = lambda: MLP(*widths)
     return built

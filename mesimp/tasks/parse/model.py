@@ -1,7 +1,8 @@
 """The Chen & Manning (2014) parser network: embeddings of the 48 features, then an MLP over their concatenation.
 
 Words, tags and arc labels have their own embedding tables (``embedding_dim`` each, 50 in the paper:
-48 x 50 = 2,400 inputs). No pretrained vectors are available offline, so embeddings start random (N(0, 0.01)).
+48 x 50 = 2,400 inputs). Embeddings start random (N(0, 0.01)); with ``model.pretrained_embeddings`` the word rows
+start from a file of vectors instead, as Chen & Manning's started from 50-d pretrained ones.
 The hidden activation is ReLU: the meProp paper does not name one (Chen & Manning used the cube), and ReLU is
 what the authors' MNIST code uses. The MLP is :class:`mesimp.nn.mlp.MLP`, so meProp conversion and meSimp's
 unit groups work on ``mlp.hidden.*`` and ``mlp.output`` unchanged.

@@ -24,9 +24,10 @@ from mesimp.config import TrainConfig
 from mesimp.data.paths import resolve_data_root
 from mesimp.data.treebank import Sentence, is_projective, load_splits, punct_mask
 from mesimp.data.vocab import NULL, ROOT, Fields, Vocab
+from mesimp.engine.device import resolve_device
 from mesimp.errors import DataError, UserError
 from mesimp.nn.mlp import mlp_unit_groups
-from mesimp.tasks.common import BuiltTask, prepare_model, treebank_data_files
+from mesimp.tasks.common import BuiltTask, init_word_vectors, prepare_model, to_device, treebank_data_files
 from mesimp.tasks.parse.arcstandard import greedy_decode, oracle_dataset
 from mesimp.tasks.parse.model import ParserModel
 
@@ -161,11 +162,13 @@ def build(cfg: TrainConfig) -> BuiltTask:
     labeled = all(s.labels is not None for s in sentences["train"])
     model = ParserModel(len(vocabs.words), len(vocabs.tags), len(vocabs.labels), 1 + 2 * vocabs.num_labels,
                         list(cfg.model.hidden), cfg.model.embedding_dim, cfg.model.dropout)
-    splits = {split: encode(sentences[split], vocabs) for split in ("dev", "test")}
+    init_word_vectors(cfg, model.words, vocabs.words)
+    device = resolve_device(cfg.device.value)
+    splits = {split: to_device(encode(sentences[split], vocabs), device) for split in ("dev", "test")}
     log.info("parse: %d words, %d tags, %d labels; %d training transitions", len(vocabs.words), len(vocabs.tags),
              vocabs.num_labels, len(transitions))
-    built = prepare_model(cfg, ParseTask(model, features, transitions, splits, vocabs, labeled), model,
-                          output_layers=("mlp.output",))
+    task = ParseTask(model, features.to(device), transitions.to(device), splits, vocabs, labeled)
+    built = prepare_model(cfg, task, model, output_layers=("mlp.output",))
     built.unit_groups = lambda: mlp_unit_groups(model.mlp)
     built.original_model = lambda: ParserModel(len(vocabs.words), len(vocabs.tags), len(vocabs.labels),
                                                1 + 2 * vocabs.num_labels, list(cfg.model.hidden),

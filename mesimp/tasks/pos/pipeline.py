@@ -23,8 +23,9 @@ from mesimp.config import TrainConfig
 from mesimp.data.paths import resolve_data_root
 from mesimp.data.treebank import Sentence, load_splits
 from mesimp.data.vocab import NULL, UNK, Fields, Vocab
+from mesimp.engine.device import resolve_device
 from mesimp.errors import UserError
-from mesimp.tasks.common import BuiltTask, prepare_model, treebank_data_files
+from mesimp.tasks.common import BuiltTask, init_word_vectors, prepare_model, to_device, treebank_data_files
 from mesimp.tasks.pos.features import CLOSED, FEATURES, features_of, word_key
 from mesimp.tasks.pos.model import Tagger, tagger_unit_groups
 
@@ -162,8 +163,14 @@ def build(cfg: TrainConfig) -> BuiltTask:
                       cfg.model.embedding_dim, cfg.model.feature_dim, cfg.model.bidirectional, cfg.model.dropout)
 
     model = new_tagger()
-    splits = {split: encode(sentences[split], vocabs, fields) for split in ("dev", "test")}
-    task = PosTask(model, encode(train, vocabs, fields), splits)
+    init_word_vectors(cfg, model.words, vocabs.words)
+    device = resolve_device(cfg.device.value)
+
+    def encoded(split: list[Sentence]) -> Encoded:  # MePropLSTM takes lengths on the CPU
+        return to_device(encode(split, vocabs, fields), device, keep_on_cpu=("lengths",))
+
+    splits = {split: encoded(sentences[split]) for split in ("dev", "test")}
+    task = PosTask(model, encoded(train), splits)
     outputs = tuple(f"output.{d}" for d in range(len(model.output)))
     built = prepare_model(cfg, task, model, output_layers=outputs)
     built.unit_groups = lambda: tagger_unit_groups(model)
