@@ -33,6 +33,8 @@ import logging
 import re
 import sys
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from torch import Tensor, nn
@@ -120,18 +122,26 @@ def model_data(path: Path) -> dict:
 
 
 def treebank_model(data: dict, source: Path | str) -> parser_file.Parser | tagger_file.Tagger:
-    """The parser or tagger of an export's contents (``data``, from ``model_data``); UserError for a malformed one."""
-    try:
+    """The parser or tagger of an export's contents (``data``, from ``model_data``)."""
+    with _malformed(data, source):
         return TREEBANK_BY_FORMAT[data["format"]].load(data, source)
+
+
+@contextmanager
+def _malformed(data: dict, source: Path | str) -> Iterator[None]:
+    """A file with the right format name but missing or odd contents is one UserError, not a traceback."""
+    try:
+        yield
     except (KeyError, TypeError, ValueError, AttributeError) as err:
-        raise UserError(f"{source}: a malformed {data['format']} file ({type(err).__name__}: {err})") from None
+        raise UserError(f"{source}: a malformed {data.get('format')} file ({type(err).__name__}: {err})") from None
 
 
 def export_run(run_dir: Path, out: Path) -> dict:
     """Write the export of ``run_dir`` to ``out``; returns what it holds."""
     data = run_data(run_dir)
     # Plain CPU tensors that own their memory: a slice of a larger storage would save the whole storage.
-    data["state_dict"] = {key: value.detach().to("cpu").contiguous().clone() for key, value in data["state_dict"].items()}
+    data["state_dict"] = {key: value.detach().to("cpu").contiguous().clone()
+                          for key, value in data["state_dict"].items()}
     save_checkpoint(Path(out), data)
     return data
 
@@ -147,8 +157,9 @@ def mlp_model(data: dict, source: Path | str) -> nn.Sequential:
     """The eval-mode ``nn.Sequential`` of a ``mesimp-mlp-v1`` file's contents."""
     if data.get("format") != FORMAT:
         raise UserError(f"{source} is not a {FORMAT} file")
-    model = build_plain_mlp(data["config"])
-    load_weights(model, data["state_dict"], source)
+    with _malformed(data, source):
+        model = build_plain_mlp(data["config"])
+        load_weights(model, data["state_dict"], source)
     return model.eval()
 
 

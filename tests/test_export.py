@@ -179,8 +179,8 @@ def treebank_run(tmp_path: Path, task: str):
     data = tmp_path / "tiny.conllu"
     data.write_text(TREEBANK)
     overrides, widths = TREEBANK_CASES[task]
-    cfg = compose_config(f"task={task}", "data.name=null", *(f"data.{split}={data}" for split in ("train", "dev", "test")),
-                         *overrides)
+    splits = (f"data.{split}={data}" for split in ("train", "dev", "test"))
+    cfg = compose_config(f"task={task}", "data.name=null", *splits, *overrides)
     module = importlib.import_module(f"mesimp.tasks.{task}")
     built = module.build(cfg)
     for group, width in zip(built.unit_groups(), widths):
@@ -236,7 +236,8 @@ def test_treebank_export_round_trips_with_compact_widths(tmp_path, task):
     assert vocab["tags"][-4:] == [".", "DT", "NN", "VBZ"]
     if task == "parse":
         assert config["embedding_dim"] == 6 and config["label_subtypes"] is False
-        assert vocab["labels"] == ["det", "nsubj", "punct", "root", "<null>"] and vocab["words"][:3] == trained.vocabs.words.itos[:3]
+        assert vocab["labels"] == ["det", "nsubj", "punct", "root", "<null>"]
+        assert vocab["words"] == trained.vocabs.words.itos
     else:
         assert (config["word_dim"], config["feature_dim"], config["bidirectional"]) == (5, 3, True)
         assert list(vocab["features"]) == ["case", "prefix2", "prefix3", "suffix2", "suffix3", "digits", "symbols"]

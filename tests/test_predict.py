@@ -69,7 +69,8 @@ def pos_run(tmp_path_factory, shared_data, treebank) -> Path:
 
 @pytest.fixture(scope="module")
 def mnist_run(tmp_path_factory, shared_data) -> Path:
-    return trained_run(tmp_path_factory.mktemp("runs"), shared_data, "mnist", "data.train_limit=300", "model.hidden=[20]")
+    return trained_run(tmp_path_factory.mktemp("runs"), shared_data, "mnist", "data.train_limit=300",
+                       "model.hidden=[20]")
 
 
 def predict(*args, stdin: bytes | None = None) -> subprocess.CompletedProcess:
@@ -252,3 +253,15 @@ def test_the_ud_root_rule_follows_the_predicted_head():
     assert _ud_label(0, "nsubj") == "root"
     assert _ud_label(3, "root") == "dep"
     assert _ud_label(3, "nmod") == "nmod"
+
+
+@pytest.mark.parametrize("format_name", ["mesimp-mlp-v1", "mesimp-parser-v1", "mesimp-tagger-v1"])
+def test_a_malformed_export_is_one_user_error(tmp_path, format_name):
+    import torch
+
+    from mesimp.errors import UserError
+    from mesimp.predict import load_model
+
+    torch.save({"format": format_name, "config": {"hidden": "wide"}}, tmp_path / "model.pt")
+    with pytest.raises(UserError, match=f"malformed {format_name} file"):
+        load_model(tmp_path / "model.pt")
