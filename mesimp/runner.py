@@ -164,6 +164,7 @@ def _run_owned(cfg: TrainConfig, run_dir: Path, overrides: Sequence[str]) -> dic
 
     metrics = {
         "task": cfg.task,
+        "data_name": cfg.data.name or ("mnist" if cfg.task == "mnist" else None),  # null: own treebank files
         "method": method_name(cfg),
         "k": cfg.k,
         "k_ratio": cfg.k_ratio,

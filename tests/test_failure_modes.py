@@ -45,7 +45,8 @@ def test_a_finished_run_records_what_it_was(finished, shared_data):
     identity = json.loads((finished / "identity.json").read_text())
     assert identity["config"]["k"] == 5 and "root" not in identity["config"]["data"]
     assert [Path(entry["file"]).name for entry in identity["data"]][0].startswith("train-images")
-    assert json.loads((finished / "metrics.json").read_text())["data"] == identity["data"]
+    metrics = json.loads((finished / "metrics.json").read_text())
+    assert metrics["data"] == identity["data"] and metrics["data_name"] == "mnist"
     assert "k=5" in (finished / ".hydra" / "overrides.yaml").read_text()
     assert "hidden:\n  - 20" in (finished / ".hydra" / "config.yaml").read_text()
 
