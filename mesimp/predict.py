@@ -28,23 +28,27 @@ from tqdm import tqdm
 
 from mesimp.data.conllu_edit import fill_columns
 from mesimp.data.idx import read_idx
-from mesimp.data.mnist import _features as image_features  # the pixels as training read them
+from mesimp.data.mnist import image_features  # the pixels as training read them
 from mesimp.data.treebank import read_conll
 from mesimp.engine.io import write_text
 from mesimp.errors import UserError
 from mesimp.export import FORMAT as MLP_FORMAT
+from mesimp.engine.device import DEVICES, resolve_device
 from mesimp.export import mlp_model, model_data, treebank_model
 
 GZIP_MAGIC, IDX_MAGIC = b"\x1f\x8b", b"\x00\x00\x08"  # an IDX file of unsigned bytes begins 00 00 08
 DEFAULT_BATCH = 512
 
 
-def load_model(path: Path):
-    """The model of a run directory or an exported file: an MLP (``nn.Sequential``), a Parser or a Tagger."""
+def load_model(path: Path, device: torch.device):
+    """The model of a run directory or an exported file, on ``device``: an MLP (``nn.Sequential``), a Parser or a
+    Tagger (each moves its batches to where its model is)."""
     data = model_data(path)
     if data["format"] == MLP_FORMAT:
-        return mlp_model(data, path)
-    return treebank_model(data, path)
+        return mlp_model(data, path).to(device)
+    model = treebank_model(data, path)
+    model.task.model.to(device)
+    return model
 
 
 def in_batches(sizes: list[int], run: Callable[[list[int]], list], batch_size: int, unit: str) -> list:
@@ -113,7 +117,7 @@ def classify_images(model: nn.Sequential, path: Path, batch_size: int) -> tuple[
     if images.dim() != 3 or images.shape[1] * images.shape[2] != inputs:
         raise UserError(f"{path}: IDX data of shape {list(images.shape)}, but the model takes images of {inputs} "
                         "pixels (N x height x width)")
-    x = image_features(images)
+    x = image_features(images).to(next(model.parameters()).device)
     start = time.perf_counter()
     with torch.no_grad():
         labels = in_batches([1] * len(x), lambda batch: model(x[batch]).argmax(1).tolist(), batch_size, "img")
@@ -130,6 +134,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH,
                         help=f"sentences or images per batch (default {DEFAULT_BATCH})")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--device", choices=DEVICES, default="auto", help="auto (the GPU when there is one), cpu "
+                        "or cuda")
     args = parser.parse_args(argv)
     for option in ("batch_size", "threads"):
         if getattr(args, option) is not None and getattr(args, option) < 1:
@@ -138,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     try:
-        model = load_model(args.model)
+        model = load_model(args.model, resolve_device(args.device))
         predict = classify_images if isinstance(model, nn.Sequential) else annotate_conllu
         with input_file(args.input) as path:
             text, summary = predict(model, path, args.batch_size)

@@ -20,7 +20,9 @@ def project(tmp_path) -> Path:
 
 
 def dry_run(project: Path, target: str, virtual_env: str | None = None) -> list[str]:
-    env = {key: value for key, value in os.environ.items() if key != "VIRTUAL_ENV"}
+    # not the settings of a make this test may run under (`make test`): they would make this one a sub-make
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("VIRTUAL_ENV", "MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
     if virtual_env:
         env["VIRTUAL_ENV"] = virtual_env
     result = subprocess.run(["make", "-n", target], cwd=project, env=env, capture_output=True, text=True, check=True)

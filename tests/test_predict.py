@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from mesimp.data.conllu_edit import DEPREL, HEAD, UPOS, XPOS, fill_columns
 from mesimp.data.idx import read_idx
@@ -202,7 +203,7 @@ MALFORMED = "# sent_id = 1\n1\tHello\thello\tINTJ\tUH\t_\t0\troot\t_\t_\n2\tworl
 
 
 @pytest.mark.parametrize("case", ["mnist-model-conllu", "parser-idx", "malformed", "malformed-stdin", "no-input",
-                                  "no-checkpoint", "not-a-model"])
+                                  "no-checkpoint", "not-a-model", "no-gpu"])
 def test_bad_input_is_one_error_line(case, parse_run, mnist_run, treebank, shared_data, tmp_path):
     malformed = tmp_path / "bad.conllu"
     malformed.write_text(MALFORMED)
@@ -215,7 +216,10 @@ def test_bad_input_is_one_error_line(case, parse_run, mnist_run, treebank, share
         "no-input": ((parse_run, tmp_path / "missing.conllu"), None, "missing.conllu: cannot read"),
         "no-checkpoint": ((tmp_path, treebank / "test.conllu"), None, f"no checkpoint at {tmp_path}"),
         "not-a-model": ((treebank / "test.conllu", treebank / "test.conllu"), None, "neither a run directory nor"),
+        "no-gpu": ((mnist_run, images, "--device", "cuda"), None, "sees no CUDA GPU"),
     }[case]
+    if case == "no-gpu" and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
     result = predict(*args, "-o", tmp_path / "out", stdin=stdin)
     assert_one_line_error(result, fragment)
     assert not (tmp_path / "out").exists()
@@ -257,11 +261,9 @@ def test_the_ud_root_rule_follows_the_predicted_head():
 
 @pytest.mark.parametrize("format_name", ["mesimp-mlp-v1", "mesimp-parser-v1", "mesimp-tagger-v1"])
 def test_a_malformed_export_is_one_user_error(tmp_path, format_name):
-    import torch
-
     from mesimp.errors import UserError
     from mesimp.predict import load_model
 
     torch.save({"format": format_name, "config": {"hidden": "wide"}}, tmp_path / "model.pt")
     with pytest.raises(UserError, match=f"malformed {format_name} file"):
-        load_model(tmp_path / "model.pt")
+        load_model(tmp_path / "model.pt", torch.device("cpu"))

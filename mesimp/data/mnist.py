@@ -225,11 +225,11 @@ def load_mnist(
     end = None if train_limit is None else dev_size + train_limit
     # Slice the bytes before converting so a small train_limit does not hold 60k float images.
     return MnistSplits(
-        train_x=_features(train_x[dev_size:end]),
+        train_x=image_features(train_x[dev_size:end]),
         train_y=train_y[dev_size:end].long(),
-        dev_x=_features(train_x[:dev_size]),
+        dev_x=image_features(train_x[:dev_size]),
         dev_y=train_y[:dev_size].long(),
-        test_x=_features(test_x),
+        test_x=image_features(test_x),
         test_y=test_y.long(),
         # from all labels, so that train_limit does not change the model
         classes=int(max(train_y.max(), test_y.max())) + 1,
@@ -264,7 +264,7 @@ def _size(images: torch.Tensor) -> str:
     return "x".join(map(str, images.shape[1:]))
 
 
-def _features(images: torch.Tensor) -> torch.Tensor:
+def image_features(images: torch.Tensor) -> torch.Tensor:
     return images.reshape(len(images), -1).float() / 255.0
 
 

@@ -28,6 +28,7 @@ from mesimp.data.treebank import Sentence
 from mesimp.data.vocab import Fields, Vocab
 from mesimp.model_file import load_weights
 from mesimp.tasks.parse.model import ParserModel
+from mesimp.tasks.common import to_device
 from mesimp.tasks.parse.pipeline import ParseTask, Vocabs, build_vocabs, encode, load_data
 
 TASK = "parse"
@@ -66,7 +67,8 @@ class Parser:
 
     def annotate(self, sentences: list[Sentence]) -> list[list[dict[int, str]]]:
         """HEAD and DEPREL of every word of every sentence; the sentences' own heads and labels are not read."""
-        heads, labels = self.task.parse(encode(sentences, self.vocabs))
+        device = next(self.task.model.parameters()).device  # where predict put the model
+        heads, labels = self.task.parse(to_device(encode(sentences, self.vocabs), device))
         names = self.vocabs.labels.itos
         return [[{HEAD: str(head), DEPREL: _ud_label(head, names[label])}
                  for head, label in zip(heads[i, 1 : len(s) + 1].tolist(), labels[i, 1 : len(s) + 1].tolist())]

@@ -32,6 +32,7 @@ from mesimp.errors import UserError
 from mesimp.model_file import load_weights
 from mesimp.simplify.units import compact_group
 from mesimp.tasks.pos import model as tagger_model
+from mesimp.tasks.common import to_device
 from mesimp.tasks.pos.features import FEATURES
 from mesimp.tasks.pos.pipeline import PosTask, Vocabs, build_vocabs, encode, load_data
 
@@ -71,7 +72,9 @@ class Tagger:
 
     def annotate(self, sentences: list[Sentence]) -> list[list[dict[int, str]]]:
         """The tag of every word of every sentence, for the column of the model's tag set; tags are not read."""
-        tags = self.task.predict(encode(sentences, self.vocabs, self.fields, gold=False))
+        device = next(self.task.model.parameters()).device  # where predict put the model
+        tags = self.task.predict(to_device(encode(sentences, self.vocabs, self.fields, gold=False), device,
+                                           keep_on_cpu=("lengths",)))  # MePropLSTM takes lengths on the CPU
         names = self.vocabs.tags.itos
         return [[{self.column: names[tag]} for tag in tags[i, : len(s)].tolist()] for i, s in enumerate(sentences)]
 
