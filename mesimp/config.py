@@ -135,6 +135,7 @@ class SimplifyConfig:
     prune_rate: float = 0.1  # a unit survives a step if kept for at least this fraction of the examples since the last
     cycle_epochs: int = 5  # simplifying and normal cycles alternate, each this many epochs
     prunes_per_epoch: int = 8  # simplification steps per epoch of a simplifying cycle
+    warmup_epochs: int = 0  # epochs of normal training before the first cycle (the authors: none)
     k_policy: KPolicy = KPolicy.fixed
     optimizer_reset: OptimizerReset = OptimizerReset.cycle
 
@@ -206,6 +207,8 @@ def validate(cfg: TrainConfig) -> None:
         if simplify.cycle_epochs < 1 or simplify.prunes_per_epoch < 1:
             raise UserError(f"simplify.cycle_epochs and simplify.prunes_per_epoch must be >= 1, got "
                             f"{simplify.cycle_epochs} and {simplify.prunes_per_epoch}")
+        if simplify.warmup_epochs < 0:
+            raise UserError(f"simplify.warmup_epochs must be >= 0, got {simplify.warmup_epochs}")
         if cfg.k is None and cfg.k_ratio is None:
             raise UserError("simplify=mesimp needs meProp's top-k (set k or k_ratio): with k=null there is no "
                             "activeness to count")

@@ -223,7 +223,7 @@ def build_simplifier(cfg: TrainConfig, unit_groups) -> Simplifier:
     if unit_groups is None:
         raise UserError(f"task {cfg.task!r} does not support simplify=mesimp yet")
     schedule = SimplifySchedule(cycle_epochs=cfg.simplify.cycle_epochs, prunes_per_epoch=cfg.simplify.prunes_per_epoch,
-                                optimizer_reset=cfg.simplify.optimizer_reset)
+                                optimizer_reset=cfg.simplify.optimizer_reset, warmup_epochs=cfg.simplify.warmup_epochs)
     return Simplifier(unit_groups(), cfg.simplify.prune_rate, schedule,
                       scale_k=cfg.simplify.k_policy == KPolicy.ratio)
 

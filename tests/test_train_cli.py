@@ -97,6 +97,7 @@ def test_tensorboard_has_the_reported_scalars(tmp_path, shared_data):
     (["k=20", "simplify=mesimp", "simplify.prune_rate=1.0"], "prune_rate must be in [0, 1)"),
     (["k=20", "simplify=mesimp", "simplify.prune_rate=-0.1"], "prune_rate must be in [0, 1)"),
     (["k=20", "simplify=mesimp", "simplify.cycle_epochs=0"], "cycle_epochs"),
+    (["k=20", "simplify=mesimp", "simplify.warmup_epochs=-1"], "warmup_epochs"),
     (["simplify=mesimp"], "needs meProp's top-k"),
 ])
 def test_bad_simplify_input_is_one_line(tmp_path, shared_data, overrides, fragment):

@@ -106,3 +106,12 @@ def test_schedule_alternates_cycles_and_spaces_prunes():
     authors = SimplifySchedule(optimizer_reset=OptimizerReset.authors)
     assert [e for e in range(20) if authors.zero_moments_after_chunk(e)] == [4, 9, 14, 19]
     assert not any(SimplifySchedule(optimizer_reset=OptimizerReset.none).fresh_optimizer_at_start(e) for e in range(20))
+
+
+def test_warmup_delays_the_cycles_and_counts_as_one():
+    schedule = SimplifySchedule(cycle_epochs=5, prunes_per_epoch=1, warmup_epochs=3)
+    assert [e for e in range(20) if schedule.simplifying(e)] == [3, 4, 5, 6, 7, 13, 14, 15, 16, 17]
+    assert schedule.prune_points(2, 17) == [] and schedule.prune_points(3, 17) == [17]
+    assert [e for e in range(20) if schedule.fresh_optimizer_at_start(e)] == [3, 8, 13, 18]
+    authors = SimplifySchedule(optimizer_reset=OptimizerReset.authors, warmup_epochs=3)
+    assert [e for e in range(20) if authors.zero_moments_after_chunk(e)] == [2, 7, 12, 17]
