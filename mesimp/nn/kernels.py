@@ -17,6 +17,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -67,13 +68,34 @@ def _kernel(*tensors: Tensor) -> ModuleType | None:
     return None if any(t.is_cuda for t in tensors) else compiled()
 
 
-def topk_rows(dy: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    """The k entries of largest magnitude of each row: (indices, values), in no particular order."""
+class KeptRows(NamedTuple):
+    """What per-example meProp keeps of dy: its top-k, the unbiased sample drawn from it, dy's column sums."""
+    indices: Tensor
+    values: Tensor
+    sample: tuple[Tensor, Tensor] | None
+    column_sums: Tensor | None
+
+
+def keep_rows(dy: Tensor, k: int, uniforms: Tensor | None = None, column_sums: bool = False) -> KeptRows:
+    """The top-k of each row of dy; with ``uniforms`` (one per row) also the unbiased sample :func:`sample_rows`
+    draws from it; with ``column_sums`` also ``dy.sum(0)``. The kernel does all three in one pass over dy."""
     kernel = _kernel(dy)
     if kernel is not None and dy.dtype in (torch.float32, torch.float64):
-        return tuple(kernel.topk_rows(dy, k))
+        no_uniforms = dy.new_empty(0, dtype=torch.float64)
+        indices, values, s_indices, s_values, sums = kernel.keep_rows(
+            dy, k, no_uniforms if uniforms is None else uniforms, column_sums)
+        return KeptRows(indices, values, None if uniforms is None else (s_indices, s_values),
+                        sums if column_sums else None)
     indices = dy.abs().topk(k, dim=1, sorted=False).indices
-    return indices, dy.gather(1, indices)
+    values = dy.gather(1, indices)
+    sample = None if uniforms is None else sample_rows(dy, indices, values, uniforms)
+    return KeptRows(indices, values, sample, dy.sum(0) if column_sums else None)
+
+
+def topk_rows(dy: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """The k entries of largest magnitude of each row: (indices, values), in no particular order."""
+    kept = keep_rows(dy, k)
+    return kept.indices, kept.values
 
 
 def sample_rows(dy: Tensor, indices: Tensor, values: Tensor, uniforms: Tensor) -> tuple[Tensor, Tensor]:
@@ -221,6 +243,6 @@ def main() -> None:
               file=sys.stderr)
         return
     dy = torch.randn(4, 9, dtype=torch.float64)
-    indices, values = module.topk_rows(dy, 3)
+    indices, values = module.keep_rows(dy, 3, dy.new_empty(0), False)[:2]
     assert torch.equal(indices.sort(1).values, dy.abs().topk(3, dim=1).indices.sort(1).values)
     print(f"mesimp: compiled kernels ready ({time.perf_counter() - start:.1f} s)")

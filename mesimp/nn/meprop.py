@@ -29,7 +29,7 @@ from torch.utils.hooks import RemovableHandle
 
 from mesimp.nn import kernels
 from mesimp.nn.sparse_grad import (CENTRED_RULES, RULES, SAMPLED_RULES, BiasGrad, Rule, bias_grad, clock,
-                                   kept_bias_grad, row_sparse_grad, rule_weight_grad, sample_kept)
+                                   kept_bias_grad, row_sparse_grad, rule_weight_grad, sample_uniforms)
 
 Scope = Literal["example", "batch"]
 Select = Literal["topk", "random"]
@@ -191,16 +191,21 @@ class _MePropLinearFunction(torch.autograd.Function):
             dw = row_sparse_grad(ctx.weight_param, indices, dw_rows) if need_w else None
             db = bias_grad(dy, kept, indices, layer.bias_grad) if need_b else None
         else:
-            indices, values = keep_per_example(dy, k, layer.select, layer.generator)
-            dx = kernels.kept_times_weight(indices, values, weight) if need_x else None
             # the dense bias gradient, and the centred rules' mean term
-            dy_sum = dy.sum(0) if (need_b and layer.bias_grad == "dense") or (
-                need_w and layer.rule in CENTRED_RULES) else None
+            sums = (need_b and layer.bias_grad == "dense") or (need_w and layer.rule in CENTRED_RULES)
+            sampled = need_w and layer.rule in SAMPLED_RULES
+            if layer.select == "topk":  # one pass over dy for the top-k, the rule's sample and the sums
+                kept = kernels.keep_rows(dy, k, sample_uniforms(dy, layer.generator) if sampled else None, sums)
+                indices, values, dy_sum = kept.indices, kept.values, kept.column_sums
+            else:  # random-k: the paper's rule only
+                kept = None
+                indices, values = keep_per_example(dy, k, layer.select, layer.generator)
+                dy_sum = dy.sum(0) if sums else None
+            dx = kernels.kept_times_weight(indices, values, weight) if need_x else None
             dw = None
             if need_w:
-                kept = sample_kept(dy, indices, values, layer.generator) if layer.rule in SAMPLED_RULES else (
-                    indices, values)
-                dw = rule_weight_grad(layer.rule, ctx.weight_param, x, dy, dy_sum, *kept)
+                w_indices, w_values = kept.sample if sampled else (indices, values)
+                dw = rule_weight_grad(layer.rule, ctx.weight_param, x, dy, dy_sum, w_indices, w_values)
             db = None
             if need_b:
                 db = dy_sum if layer.bias_grad == "dense" else kept_bias_grad(values, indices, dy.shape[1])

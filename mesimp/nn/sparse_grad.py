@@ -53,11 +53,15 @@ def rule_weight_grad(rule: Rule, weight: Tensor, x: Tensor, dy: Tensor, dy_sum: 
     return example_weight_grad(weight, x, indices, values, example)
 
 
+def sample_uniforms(dy: Tensor, generator: torch.Generator | None) -> Tensor:
+    """The one uniform per row of dy that an unbiased sample (:func:`kernels.sample_rows`) draws with."""
+    return torch.rand(dy.shape[0], generator=generator, dtype=torch.float64, device=dy.device)
+
+
 def sample_kept(dy: Tensor, indices: Tensor, values: Tensor, generator: torch.Generator | None
                 ) -> tuple[Tensor, Tensor]:
     """An unbiased k-entry sample of each row of dy given its top-k (:func:`kernels.sample_rows`)."""
-    uniforms = torch.rand(dy.shape[0], generator=generator, dtype=torch.float64, device=dy.device)
-    return kernels.sample_rows(dy, indices, values, uniforms)
+    return kernels.sample_rows(dy, indices, values, sample_uniforms(dy, generator))
 
 
 def row_sparse_grad(weight: Tensor, rows: Tensor, values: Tensor) -> Tensor:

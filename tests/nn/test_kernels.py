@@ -108,3 +108,22 @@ def test_centred_product_against_its_formula(rows, n_in, width, k, mapped):
     expected = kept.t() @ (inputs - mean) + torch.outer(dy.sum(0), mean)
     got = kernels.centred_t_times_input(indices, values, x, dy.sum(0), example)
     torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("rows, width, k", [(1, 7, 3), (130, 500, 20), (300, 96, 8)])
+def test_keep_rows_is_topk_sample_and_column_sums_in_one_pass(dtype, rows, width, k):
+    torch.manual_seed(rows)
+    dy = torch.randn(rows, width, dtype=dtype) * (torch.rand(rows, width) > 0.5)  # ReLU-like zeros
+    dy[0, :2] = 50.0  # capped entries (p = 1) in the first row
+    uniforms = torch.rand(rows, dtype=torch.float64)
+    kept = kernels.keep_rows(dy, k, uniforms, column_sums=True)
+    indices, values = kernels.topk_rows(dy, k)
+    torch.testing.assert_close(kept_matrix(kept.indices, kept.values, width), kept_matrix(indices, values, width),
+                               rtol=0, atol=0)
+    sample = kernels.sample_rows(dy, indices, values, uniforms)
+    dense = [torch.zeros(rows, width, dtype=dtype).scatter_add_(1, i, v) for i, v in (kept.sample, sample)]
+    torch.testing.assert_close(dense[0], dense[1], rtol=0, atol=0)
+    torch.testing.assert_close(kept.column_sums, dy.double().sum(0).to(dtype))
+    bare = kernels.keep_rows(dy, k)
+    assert bare.sample is None and bare.column_sums is None

@@ -14,7 +14,11 @@
 #include <cstdint>
 #include <cmath>
 #include <functional>
+#include <type_traits>
 #include <vector>
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
 
 namespace {
 
@@ -63,12 +67,29 @@ void top_magnitudes(const scalar_t* row, int64_t width, int64_t k, int64_t* out,
     std::nth_element(m, m + (k - 1), m + groups, std::greater<scalar_t>());
     bound = m[k - 1];
   }
-  s.candidates.resize(width);
-  s.magnitudes.resize(width);
+  s.candidates.resize(width + 16);  // + 16: room for a full vector store past the last candidate
+  s.magnitudes.resize(width + 16);
   int32_t* c = s.candidates.data();
   scalar_t* mag = s.magnitudes.data();
   int64_t n = 0;
-  for (int64_t j = 0; j < width; ++j) {  // branch-free: most entries are filtered out
+  int64_t j = 0;
+#ifdef __AVX512F__
+  if constexpr (std::is_same_v<scalar_t, float>) {  // 16 entries at a time
+    const __m512 limit = _mm512_set1_ps(bound);
+    __m512i position = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i sixteen = _mm512_set1_epi32(16);
+    for (; j + 16 <= width; j += 16) {
+      const __m512 v = _mm512_abs_ps(_mm512_loadu_ps(row + j));
+      const __mmask16 keep = _mm512_cmp_ps_mask(v, limit, _CMP_GE_OQ);
+      // compress in a register, then a full store (compress-to-memory is microcoded on some CPUs)
+      _mm512_storeu_ps(mag + n, _mm512_maskz_compress_ps(keep, v));
+      _mm512_storeu_si512(c + n, _mm512_maskz_compress_epi32(keep, position));
+      n += __builtin_popcount(keep);
+      position = _mm512_add_epi32(position, sixteen);
+    }
+  }
+#endif
+  for (; j < width; ++j) {  // branch-free: most entries are filtered out
     const scalar_t v = std::abs(row[j]);
     c[n] = static_cast<int32_t>(j);
     mag[n] = v;
@@ -90,124 +111,210 @@ void top_magnitudes(const scalar_t* row, int64_t width, int64_t k, int64_t* out,
   }
 }
 
-// The k entries of largest magnitude of each row of dy (rows, width): (indices int64, values), unsorted.
-std::vector<at::Tensor> topk_rows(const at::Tensor& dy, int64_t k) {
-  TORCH_CHECK(dy.dim() == 2 && !dy.is_cuda(), "dy must be a 2-D CPU tensor");
-  const auto src = dy.contiguous();
-  const int64_t rows = src.size(0), width = src.size(1);
-  TORCH_CHECK(k > 0 && k <= width, "k must be in 1..width");
-  auto indices = at::empty({rows, k}, src.options().dtype(at::kLong));
-  auto values = at::empty({rows, k}, src.options());
-  AT_DISPATCH_FLOATING_TYPES(src.scalar_type(), "topk_rows", [&] {
-    const scalar_t* d = src.data_ptr<scalar_t>();
-    int64_t* out_i = indices.data_ptr<int64_t>();
-    scalar_t* out_v = values.data_ptr<scalar_t>();
-    at::parallel_for(0, rows, 64, [&](int64_t begin, int64_t end) {
-      TopkScratch<scalar_t> scratch;
-      for (int64_t r = begin; r < end; ++r) {
-        const scalar_t* row = d + r * width;
-        int64_t* ri = out_i + r * k;
-        top_magnitudes(row, width, k, ri, scratch);
-        for (int64_t j = 0; j < k; ++j) out_v[r * k + j] = row[ri[j]];
-      }
-    });
-  });
-  return {indices, values};
+// The sum of |row[0..n)| in double, n <= 16. With AVX-512 a vector tree: a plain reduction loop ends in a chain of
+// dependent scalar adds, which made up most of an unbiased sample's cost.
+template <typename scalar_t>
+double block_magnitude(const scalar_t* row, int64_t n) {
+#ifdef __AVX512F__
+  if constexpr (std::is_same_v<scalar_t, float>) {
+    const __m512 v = _mm512_abs_ps(_mm512_maskz_loadu_ps(__mmask16((1u << n) - 1), row));
+    const __m512d low = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+    const __m512d high = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+    return _mm512_reduce_add_pd(_mm512_add_pd(low, high));
+  } else {
+    const __mmask8 first = __mmask8(n >= 8 ? 0xff : (1u << n) - 1);
+    const __mmask8 second = __mmask8(n <= 8 ? 0 : (1u << (n - 8)) - 1);
+    const __m512d a = _mm512_abs_pd(_mm512_maskz_loadu_pd(first, row));
+    const __m512d c = _mm512_abs_pd(_mm512_maskz_loadu_pd(second, row + 8));
+    return _mm512_reduce_add_pd(_mm512_add_pd(a, c));
+  }
+#else
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += double(std::abs(row[i]));
+  return sum;
+#endif
 }
 
-// An unbiased k-entry estimate of each row of dy, given its top-k (indices, values) and one uniform u per row
-// (meprop.rule=unbiased). Inclusion probabilities p_j = min(1, |dy_j| / tau), with tau set so that they sum to k
-// (water-filling): the m largest entries have p = 1 and are kept at their value; the other k - m slots are drawn
+// Reusable buffers of one thread's samples.
+struct SampleScratch {
+  std::vector<std::pair<double, int64_t>> top;
+  std::vector<double> block_sum;
+  std::vector<uint8_t> capped;
+};
+
+// An unbiased k-entry estimate of one row of dy (meprop.rule=unbiased), given the positions of its top-k (any
+// order) and one uniform u. Inclusion probabilities p_j = min(1, |dy_j| / tau), with tau set so that they sum to
+// k (water-filling): the m largest entries have p = 1 and are kept at their value; the other k - m slots are drawn
 // by systematic sampling over the remaining entries in position order (points u, u + 1, ..., each taking the
 // entry whose cumulative probability first exceeds it) and are worth sign(dy_j) * tau = dy_j / p_j, so that
-// E[S] = dy exactly. Rows with k or fewer non-zero entries keep their top-k as they are. A slot that rounding
-// leaves unfilled gets the value 0. The capped entries are always a prefix of the top-k by magnitude.
+// E[S] = dy exactly. A row with k or fewer non-zero entries keeps its top-k as it is. A slot that rounding leaves
+// unfilled gets the value 0. The capped entries are always a prefix of the top-k by magnitude.
+// Cost: one vectorised pass for the block sums of |dy|, the top-k sorted only when an entry is capped (rare: tau
+// is about sum |dy| / k), and a walk that skips every block of kBlock entries in which no point falls.
+template <typename scalar_t>
+void sample_row(const scalar_t* row, int64_t width, int64_t k, const int64_t* top_index, double u, int64_t* ri,
+                scalar_t* rv, SampleScratch& s) {
+  constexpr int64_t kBlock = 16;
+  const int64_t blocks = (width + kBlock - 1) / kBlock;
+  s.block_sum.resize(blocks);
+  double total = 0;
+  for (int64_t b = 0; b < blocks; ++b) {
+    s.block_sum[b] = block_magnitude(row + b * kBlock, std::min(kBlock, width - b * kBlock));
+    total += s.block_sum[b];
+  }
+  double largest = 0;
+  for (int64_t j = 0; j < k; ++j) largest = std::max(largest, double(std::abs(row[top_index[j]])));
+  // m: the fewest capped entries such that the largest uncapped one gets p <= 1; tail: the uncapped magnitudes
+  int64_t m = 0;
+  double tail = total;
+  if (!(tail > 0 && largest * double(k) <= tail)) {
+    s.top.resize(k);
+    for (int64_t j = 0; j < k; ++j) s.top[j] = {double(std::abs(row[top_index[j]])), top_index[j]};
+    std::sort(s.top.begin(), s.top.end(), [](const auto& a, const auto& b) {
+      return a.first > b.first || (a.first == b.first && a.second < b.second);
+    });
+    for (; m < k; ++m) {
+      if (tail > 0 && s.top[m].first * double(k - m) <= tail) break;
+      tail -= s.top[m].first;
+    }
+  }
+  if (m == k) {  // k or fewer non-zero entries: the top-k is exact
+    for (int64_t j = 0; j < k; ++j) {
+      ri[j] = top_index[j];
+      rv[j] = row[top_index[j]];
+    }
+    return;
+  }
+  const double tau = tail / double(k - m);
+  if (m > 0) {  // the capped entries are kept as they are and leave the walk: their blocks are summed again
+    s.capped.assign(width, 0);
+    for (int64_t j = 0; j < m; ++j) {
+      ri[j] = s.top[j].second;
+      rv[j] = row[s.top[j].second];
+      s.capped[s.top[j].second] = 1;
+    }
+    for (int64_t j = 0; j < m; ++j) {
+      const int64_t b = s.top[j].second / kBlock, j1 = std::min(width, (b + 1) * kBlock);
+      double block = 0;
+      for (int64_t i = b * kBlock; i < j1; ++i) block += s.capped[i] ? 0.0 : double(std::abs(row[i]));
+      s.block_sum[b] = block;
+    }
+  }
+  int64_t filled = m;
+  // An entry is drawn when the running sum of |dy| first exceeds a point, for points u * tau, (u + 1) * tau, ...
+  // A block with a point in it gets its prefix sums (a branch-free scan, not one long chain of dependent adds)
+  // and each of its points the count of prefixes at or below it: the drawn entry's offset.
+  double cumulative = 0, point = u * tau;
+  double prefix[kBlock];
+  for (int64_t b = 0; b < blocks && filled < k; ++b) {
+    if (cumulative + s.block_sum[b] <= point) {
+      cumulative += s.block_sum[b];
+      continue;
+    }
+    const int64_t j0 = b * kBlock, n = std::min(kBlock, width - j0);
+    double running = cumulative;
+    for (int64_t i = 0; i < kBlock; ++i) {
+      running += i < n && !(m > 0 && s.capped[j0 + i]) ? double(std::abs(row[j0 + i])) : 0.0;
+      prefix[i] = running;
+    }
+    while (filled < k && prefix[kBlock - 1] > point) {
+      int64_t before = 0;
+      for (int64_t i = 0; i < kBlock; ++i) before += prefix[i] <= point;
+      const int64_t j = j0 + before;
+      ri[filled] = j;
+      rv[filled] = scalar_t(row[j] > 0 ? tau : (row[j] < 0 ? -tau : 0.0));
+      ++filled;
+      point += tau;
+    }
+    cumulative = prefix[kBlock - 1];
+  }
+  for (; filled < k; ++filled) {
+    ri[filled] = m > 0 ? s.top[0].second : top_index[0];
+    rv[filled] = scalar_t(0);
+  }
+}
+
+// sample_row for every row of dy, given the rows' top-k (indices, values) and one uniform per row.
 std::vector<at::Tensor> sample_rows(const at::Tensor& dy, const at::Tensor& indices, const at::Tensor& values,
                                     const at::Tensor& uniforms) {
   check_pairs(indices, values);
   const auto src = dy.contiguous();
   const auto idx = indices.contiguous();
-  const auto val = values.contiguous();
   const auto uni = uniforms.contiguous().to(at::kDouble);
   const int64_t rows = src.size(0), width = src.size(1), k = idx.size(1);
   TORCH_CHECK(idx.size(0) == rows && uni.numel() == rows, "one top-k row and one uniform per row of dy");
   auto out_indices = at::empty({rows, k}, idx.options());
   auto out_values = at::empty({rows, k}, src.options());
-  constexpr int64_t kBlock = 16;  // the systematic pass skips a block whose probabilities cross no point
   AT_DISPATCH_FLOATING_TYPES(src.scalar_type(), "sample_rows", [&] {
     const scalar_t* d = src.data_ptr<scalar_t>();
     const int64_t* I = idx.data_ptr<int64_t>();
-    const scalar_t* V = val.data_ptr<scalar_t>();
     const double* U = uni.data_ptr<double>();
     int64_t* oi = out_indices.data_ptr<int64_t>();
     scalar_t* ov = out_values.data_ptr<scalar_t>();
     at::parallel_for(0, rows, 64, [&](int64_t begin, int64_t end) {
-      std::vector<scalar_t> mag(width);
-      std::vector<std::pair<double, int64_t>> top(k);
-      for (int64_t r = begin; r < end; ++r) {
-        const scalar_t* row = d + r * width;
-        scalar_t* m_ = mag.data();
-        for (int64_t j = 0; j < width; ++j) m_[j] = std::abs(row[j]);
-        for (int64_t j = 0; j < k; ++j) top[j] = {double(m_[I[r * k + j]]), I[r * k + j]};
-        std::sort(top.begin(), top.end(), [](const auto& a, const auto& b) {
-          return a.first > b.first || (a.first == b.first && a.second < b.second);
-        });
-        for (int64_t j = 0; j < k; ++j) m_[top[j].second] = 0;  // mag now holds the entries outside the top-k
-        double rest = 0;
-        _Pragma("omp simd reduction(+ : rest)")
-        for (int64_t j = 0; j < width; ++j) rest += double(m_[j]);
-        // m: the fewest capped entries such that the largest uncapped one gets p <= 1
-        double tail = rest;
-        for (int64_t j = 0; j < k; ++j) tail += top[j].first;
-        int64_t m = 0;
-        for (; m < k; ++m) {
-          if (tail > 0 && top[m].first * double(k - m) <= tail) break;
-          tail -= top[m].first;
-        }
-        int64_t* ri = oi + r * k;
-        scalar_t* rv = ov + r * k;
-        if (m == k) {  // k or fewer non-zero entries: the top-k is exact
-          std::copy(I + r * k, I + (r + 1) * k, ri);
-          std::copy(V + r * k, V + (r + 1) * k, rv);
-          continue;
-        }
-        const double tau = tail / double(k - m);
-        for (int64_t j = 0; j < m; ++j) {
-          ri[j] = top[j].second;
-          rv[j] = row[top[j].second];
-        }
-        for (int64_t j = m; j < k; ++j) m_[top[j].second] = scalar_t(top[j].first);  // uncapped: back in
-        int64_t filled = m;
-        // cumulative and point in units of tau: an entry is drawn when the running sum of |dy| first exceeds
-        // point * tau, for points u, u + 1, ...
-        double cumulative = 0, point = U[r] * tau;
-        for (int64_t b0 = 0; b0 < width && filled < k; b0 += kBlock) {
-          const int64_t b1 = std::min(width, b0 + kBlock);
-          double block = 0;
-          _Pragma("omp simd reduction(+ : block)")
-          for (int64_t j = b0; j < b1; ++j) block += double(m_[j]);
-          if (cumulative + block <= point) {
-            cumulative += block;
-            continue;
-          }
-          for (int64_t j = b0; j < b1 && filled < k; ++j) {
-            cumulative += double(m_[j]);
-            if (cumulative > point) {
-              ri[filled] = j;
-              rv[filled] = scalar_t(row[j] > 0 ? tau : (row[j] < 0 ? -tau : 0.0));
-              ++filled;
-              point += tau;
-            }
-          }
-        }
-        for (; filled < k; ++filled) {
-          ri[filled] = top[0].second;
-          rv[filled] = scalar_t(0);
+      SampleScratch scratch;
+      for (int64_t r = begin; r < end; ++r)
+        sample_row(d + r * width, width, k, I + r * k, U[r], oi + r * k, ov + r * k, scratch);
+    });
+  });
+  return {out_indices, out_values};
+}
+
+// What per-example meProp needs of dy (rows, width), in one pass while each row is in L1: the k entries of largest
+// magnitude of each row (indices int64, values; unsorted); with ``uniforms`` (one per row; empty for none) the
+// unbiased sample drawn from them (sample_row); with ``column_sums``, dy's column sums (the dense bias gradient and
+// the centred rules' mean term), summed in double over fixed chunks of rows, so the same for any thread count.
+// Returns {indices, values, sample indices, sample values, column sums}, empty tensors for what was not asked.
+std::vector<at::Tensor> keep_rows(const at::Tensor& dy, int64_t k, const at::Tensor& uniforms, bool column_sums) {
+  TORCH_CHECK(dy.dim() == 2 && !dy.is_cuda(), "dy must be a 2-D CPU tensor");
+  const auto src = dy.contiguous();
+  const int64_t rows = src.size(0), width = src.size(1);
+  TORCH_CHECK(k > 0 && k <= width, "k must be in 1..width");
+  const bool sample = uniforms.numel() > 0;
+  const auto uni = sample ? uniforms.contiguous().to(at::kDouble) : uniforms;
+  TORCH_CHECK(!sample || uni.numel() == rows, "one uniform per row of dy");
+  auto indices = at::empty({rows, k}, src.options().dtype(at::kLong));
+  auto values = at::empty({rows, k}, src.options());
+  auto sample_indices = sample ? at::empty({rows, k}, indices.options()) : at::empty({0}, indices.options());
+  auto sample_values = sample ? at::empty({rows, k}, src.options()) : at::empty({0}, src.options());
+  constexpr int64_t kChunk = 64;  // rows per task, and per partial column sum
+  const int64_t chunks = (rows + kChunk - 1) / kChunk;
+  std::vector<double> partial(column_sums ? chunks * width : 0, 0.0);
+  AT_DISPATCH_FLOATING_TYPES(src.scalar_type(), "keep_rows", [&] {
+    const scalar_t* d = src.data_ptr<scalar_t>();
+    const double* U = sample ? uni.data_ptr<double>() : nullptr;
+    int64_t* ti = indices.data_ptr<int64_t>();
+    scalar_t* tv = values.data_ptr<scalar_t>();
+    int64_t* si = sample ? sample_indices.data_ptr<int64_t>() : nullptr;
+    scalar_t* sv = sample ? sample_values.data_ptr<scalar_t>() : nullptr;
+    at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+      TopkScratch<scalar_t> top_scratch;
+      SampleScratch sample_scratch;
+      for (int64_t chunk = begin; chunk < end; ++chunk) {
+        double* __restrict__ sums = column_sums ? partial.data() + chunk * width : nullptr;
+        for (int64_t r = chunk * kChunk; r < std::min(rows, (chunk + 1) * kChunk); ++r) {
+          const scalar_t* __restrict__ row = d + r * width;
+          int64_t* ri = ti + r * k;
+          top_magnitudes(row, width, k, ri, top_scratch);
+          for (int64_t j = 0; j < k; ++j) tv[r * k + j] = row[ri[j]];
+          if (sample) sample_row(row, width, k, ri, U[r], si + r * k, sv + r * k, sample_scratch);
+          if (sums)
+            for (int64_t j = 0; j < width; ++j) sums[j] += double(row[j]);
         }
       }
     });
   });
-  return {out_indices, out_values};
+  at::Tensor sums = at::empty({column_sums ? width : 0}, src.options());
+  if (column_sums) {
+    std::vector<double> total(width, 0.0);
+    for (int64_t chunk = 0; chunk < chunks; ++chunk)
+      for (int64_t j = 0; j < width; ++j) total[j] += partial[chunk * width + j];
+    AT_DISPATCH_FLOATING_TYPES(src.scalar_type(), "keep_rows_sums", [&] {
+      scalar_t* out = sums.data_ptr<scalar_t>();
+      for (int64_t j = 0; j < width; ++j) out[j] = scalar_t(total[j]);
+    });
+  }
+  return {indices, values, sample_indices, sample_values, sums};
 }
 
 // dL/dx = S W, where row r of S holds values[r] at columns indices[r]: (rows, in).
@@ -327,6 +434,7 @@ at::Tensor kept_t_times_input(const at::Tensor& indices, const at::Tensor& value
       std::vector<scalar_t> buffer(one_thread ? 0 : units * std::min(kColumnBlock, in));
       std::vector<uint8_t> touched(units);
       std::vector<double> mean(centred ? std::min(kColumnBlock, in) : 0);
+      std::vector<scalar_t> tile_sum(mean.size());
       for (int64_t b = begin; b < end; ++b) {
         const int64_t c0 = b * kColumnBlock, n = std::min(kColumnBlock, in - c0);
         scalar_t* base = one_thread ? O + c0 : buffer.data();
@@ -335,11 +443,14 @@ at::Tensor kept_t_times_input(const at::Tensor& indices, const at::Tensor& value
         std::fill(mean.begin(), mean.end(), 0.0);
         for (int64_t t = 0; t < tiles; ++t) {
           const int32_t* off = offsets.data() + t * (units + 1);
-          if (centred) {
+          if (centred) {  // a tile's sums in the input's own type (full-width SIMD), then into double
+            std::fill(tile_sum.begin(), tile_sum.end(), scalar_t(0));
             for (int64_t r = t * kRowTile; r < std::min(rows, (t + 1) * kRowTile); ++r) {
               const scalar_t* __restrict__ xr = X + (E ? E[r] : r) * in + c0;
-              for (int64_t c = 0; c < n; ++c) mean[c] += double(xr[c]);
+              scalar_t* __restrict__ ts = tile_sum.data();
+              for (int64_t c = 0; c < n; ++c) ts[c] += xr[c];
             }
+            for (int64_t c = 0; c < n; ++c) mean[c] += double(tile_sum[c]);
           }
           const int64_t* rows_of = entry_row.data() + t * kRowTile * k;
           const scalar_t* vals = entry_value.data() + t * kRowTile * k;
@@ -554,7 +665,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("lookup_grad", &lookup_grad, "gradient of an embedding lookup");
   m.def("unified_backward", &unified_backward, "unified top-k backward of a linear layer");
   m.def("lstm_topk_bptt", &lstm_topk_bptt, "meProp LSTM backward through time, top-k per example");
-  m.def("topk_rows", &topk_rows, "top-k by magnitude of each row");
+  m.def("keep_rows", &keep_rows, "top-k of each row, its unbiased sample, and the column sums, in one pass");
   m.def("sample_rows", &sample_rows, "unbiased k-entry sample of each row, given its top-k");
   m.def("kept_times_weight", &kept_times_weight, "dL/dx from k kept entries per row");
   m.def("kept_t_times_input", &kept_t_times_input, "dL/dW from k kept entries per row");
