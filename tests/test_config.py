@@ -82,3 +82,10 @@ def test_effective_weight_gradient_rule(overrides, rule):
 def test_unknown_rule_fails_at_compose():
     with pytest.raises(Exception, match="rule"):
         compose_config("meprop.rule=biased")
+
+
+def test_the_parser_takes_one_mesimp_step_an_epoch_and_the_others_the_authors_eight():
+    assert compose_config("task=parse", "simplify=mesimp").simplify.prunes_per_epoch == 1
+    assert compose_config("task=mnist", "simplify=mesimp").simplify.prunes_per_epoch == 8
+    assert compose_config("task=pos", "simplify=mesimp").simplify.prunes_per_epoch == 8
+    assert compose_config("task=parse", "simplify=mesimp", "simplify.prunes_per_epoch=8").simplify.prunes_per_epoch == 8
