@@ -119,7 +119,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"error: {err}")
     keep_freed_memory()  # as in training runs: both contenders reuse their large blocks
     flush_denormals()  # as in training runs
-    results = run_groups(groups, args.quick, device, args.repeats, cases)
+    try:
+        results = run_groups(groups, args.quick, device, args.repeats, cases)
+    except UserError as err:  # the epoch and decode groups read the real data
+        sys.exit(f"error: {err}")
     print(format_tables(results))
     if args.json:
         write_json(args.json, {

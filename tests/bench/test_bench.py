@@ -48,3 +48,9 @@ def test_cases_select_layer_shapes(capsys):
 def test_unknown_case_is_a_one_line_error():
     with pytest.raises(SystemExit, match="unknown layer case"):
         main(["--groups", "layer", "--cases", "mnist-b100,resnet"])
+
+
+def test_missing_data_is_a_one_line_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("MESIMP_DATA", str(tmp_path))
+    with pytest.raises(SystemExit, match="error: .*missing file"):
+        main(["--groups", "epoch", "--quick"])
