@@ -124,6 +124,11 @@ class OptimConfig:
     clip_value: Optional[float] = None  # element-wise clipping; the authors' C# clips at 5, the paper says nothing
 
 
+class PruneThreshold(Enum):
+    absolute = "absolute"  # the authors: kept for at least prune_rate of the examples since the last step
+    relative = "relative"  # kept at least prune_rate times as often as the layer's average unit
+
+
 class KPolicy(Enum):
     fixed = "fixed"  # the authors: k stays as the layer shrinks (dense once the layer is narrower than k)
     ratio = "ratio"  # k keeps its fraction of the layer's current width
@@ -136,6 +141,7 @@ class SimplifyConfig:
     cycle_epochs: int = 5  # simplifying and normal cycles alternate, each this many epochs
     prunes_per_epoch: int = 8  # simplification steps per epoch of a simplifying cycle
     warmup_epochs: int = 0  # epochs of normal training before the first cycle (the authors: none)
+    threshold: PruneThreshold = PruneThreshold.absolute
     k_policy: KPolicy = KPolicy.fixed
     optimizer_reset: OptimizerReset = OptimizerReset.cycle
 

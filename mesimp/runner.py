@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
-from mesimp.config import KPolicy, TrainConfig, effective_rule, validate
+from mesimp.config import KPolicy, PruneThreshold, TrainConfig, effective_rule, validate
 from mesimp.engine import rundir
 from mesimp.engine.io import write_json
 from mesimp.engine.denormals import flush_denormals
@@ -225,7 +225,8 @@ def build_simplifier(cfg: TrainConfig, unit_groups) -> Simplifier:
     schedule = SimplifySchedule(cycle_epochs=cfg.simplify.cycle_epochs, prunes_per_epoch=cfg.simplify.prunes_per_epoch,
                                 optimizer_reset=cfg.simplify.optimizer_reset, warmup_epochs=cfg.simplify.warmup_epochs)
     return Simplifier(unit_groups(), cfg.simplify.prune_rate, schedule,
-                      scale_k=cfg.simplify.k_policy == KPolicy.ratio)
+                      scale_k=cfg.simplify.k_policy == KPolicy.ratio,
+                      relative_threshold=cfg.simplify.threshold == PruneThreshold.relative)
 
 
 def code_version() -> str | None:

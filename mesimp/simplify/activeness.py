@@ -21,13 +21,16 @@ class ActivenessRecord:
         """Count one backward; ``fold`` maps the layer's per-output counts to per-unit counts."""
         self.add(fold(report.counts()), report.rows)
 
-    def keep(self, prune_rate: float) -> Tensor:
+    def keep(self, prune_rate: float, relative: bool = False) -> Tensor:
         """Indices of the units in the kept set for at least ``prune_rate`` of the examples.
 
         As the authors' code: the threshold is ``floor(prune_rate * examples)`` and a unit survives when its
-        count reaches it.
+        count reaches it. ``relative``: the threshold is ``prune_rate`` times the average unit's count instead
+        (with k=20 of 500 an average unit is kept for 4% of the examples, so the absolute 10% removes units kept
+        2.5 times as often as the average).
         """
-        threshold = int(prune_rate * self.examples)
+        scale = self.hits.sum().item() / len(self.hits) if relative else self.examples
+        threshold = int(prune_rate * scale)
         return torch.nonzero(self.hits >= threshold).flatten()
 
     def reset(self, width: int | None = None) -> None:

@@ -18,15 +18,17 @@ class Simplifier:
     Activeness is recorded in every training backward, in normal cycles too, and reset only by a step, as
     in the authors' code. ``scale_k``: when a layer shrinks, keep its k at the same fraction of its width
     (the authors keep k fixed, so a layer narrower than k ends with a dense backward). A step never removes a
-    layer's last unit: with none active, the most active one stays.
+    layer's last unit: with none active, the most active one stays. ``relative_threshold``: a unit must be kept
+    ``prune_rate`` times as often as the layer's average unit, not for ``prune_rate`` of the examples.
     """
 
     def __init__(self, groups: list[UnitGroup], prune_rate: float, schedule: SimplifySchedule,
-                 scale_k: bool = False) -> None:
+                 scale_k: bool = False, relative_threshold: bool = False) -> None:
         if not 0.0 <= prune_rate < 1.0:
             raise ValueError(f"prune_rate must be in [0, 1), got {prune_rate}")
         self.groups = groups
         self.prune_rate = prune_rate
+        self.relative_threshold = relative_threshold
         self.schedule = schedule
         self.records = {group.name: ActivenessRecord(group.width) for group in groups}
         self.history: list[dict] = []
@@ -47,7 +49,7 @@ class Simplifier:
         """One simplification step; returns the widths after it."""
         for group in self.groups:
             record = self.records[group.name]
-            keep = record.keep(self.prune_rate)
+            keep = record.keep(self.prune_rate, self.relative_threshold)
             if len(keep) == 0:
                 keep = record.hits.argmax().reshape(1)
             if len(keep) < group.width:

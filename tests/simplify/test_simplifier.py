@@ -17,6 +17,14 @@ def test_threshold_is_floor_of_rate_times_examples():
     assert record.examples == 0 and record.hits.sum() == 0
 
 
+def test_relative_threshold_is_rate_times_the_average_units_count():
+    record = ActivenessRecord(4)
+    record.add(torch.tensor([0, 2, 4, 10]), examples=40)  # average count 4
+    assert record.keep(0.5, relative=True).tolist() == [1, 2, 3]  # threshold 2
+    assert record.keep(0.75, relative=True).tolist() == [2, 3]  # threshold 3
+    assert record.keep(0.1).tolist() == [2, 3]  # absolute: 0.1 * 40 examples = 4
+
+
 def make(k, **kwargs):
     torch.manual_seed(0)
     model = MLP(6, [8, 7], 3)
