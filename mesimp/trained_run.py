@@ -16,7 +16,7 @@ from omegaconf.errors import OmegaConfBaseException
 from mesimp.config import TrainConfig
 from mesimp.data.paths import resolve_data_root
 from mesimp.data.treebank import split_files
-from mesimp.engine.rundir import IDENTITY, fingerprint
+from mesimp.engine.rundir import IDENTITY, changed_file, fingerprint
 from mesimp.engine.trainer import CHECKPOINT
 from mesimp.errors import UserError
 from mesimp.model_file import read_torch_file
@@ -77,7 +77,7 @@ def check_training_data(run_dir: Path, cfg: TrainConfig, kind: str) -> None:
                         kind=kind)["train"]
     path = Path(run_dir) / IDENTITY
     try:
-        recorded = [(entry["file"], entry["bytes"], entry["sha256"])
+        recorded = [{"file": entry["file"], "bytes": entry["bytes"], "sha256": entry["sha256"]}
                     for entry in json.loads(path.read_text())["data"][: len(files)]]
     except FileNotFoundError:
         log.warning("%s: no %s (a run from before mesimp recorded its data): the training data cannot be checked",
@@ -89,8 +89,8 @@ def check_training_data(run_dir: Path, cfg: TrainConfig, kind: str) -> None:
     if len(recorded) != len(files):
         raise UserError(f"{run_dir} was trained on {len(recorded)} training file(s), its config names {len(files)} "
                         "now")
-    for (file, size, digest), path_now in zip(recorded, files):
-        now = fingerprint(path_now)
-        if (now["bytes"], now["sha256"]) != (size, digest):
-            raise UserError(f"{path_now} is not the training file {run_dir} was trained on ({file}, sha256 "
-                            f"{digest[:12]}...): its vocabularies cannot be rebuilt")
+    changed = changed_file(recorded, [fingerprint(path_now) for path_now in files])
+    if changed:
+        then, now = changed
+        raise UserError(f"{now['file']} is not the training file {run_dir} was trained on ({then['file']}, sha256 "
+                        f"{then['sha256'][:12]}...): its vocabularies cannot be rebuilt")

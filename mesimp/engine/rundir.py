@@ -108,14 +108,18 @@ def check_identity(run_dir: Path, recorded: dict, current: dict) -> None:
     if changed:
         key, had, wanted = changed
         raise Refused(f"{run_dir} holds a run with {key}={had}, not {wanted}: {START_OVER}")
-    had = [(entry["bytes"], entry["sha256"]) for entry in recorded["data"]]
-    wanted = [(entry["bytes"], entry["sha256"]) for entry in current["data"]]
-    if had != wanted:
-        names = [entry["file"] for entry in recorded["data"]]
-        now = [entry["file"] for entry in current["data"]]
-        detail = next((f"{old} then, {new} now differ" for old, new, a, b in zip(names, now, had, wanted) if a != b),
-                      f"{len(had)} data file(s) then, {len(wanted)} now")
+    changed = changed_file(recorded["data"], current["data"])
+    if changed or len(recorded["data"]) != len(current["data"]):
+        detail = (f"{changed[0]['file']} then, {changed[1]['file']} now differ" if changed
+                  else f"{len(recorded['data'])} data file(s) then, {len(current['data'])} now")
         raise Refused(f"{run_dir} holds a run trained on other data ({detail}): {START_OVER}")
+
+
+def changed_file(recorded: Sequence[dict], current: Sequence[dict]) -> tuple[dict, dict] | None:
+    """The first pair of data entries (identity.json's, :func:`fingerprint`'s), position by position, whose bytes
+    differ (size or sha256); None when every pair matches."""
+    return next(((old, new) for old, new in zip(recorded, current)
+                 if (old["bytes"], old["sha256"]) != (new["bytes"], new["sha256"])), None)
 
 
 def _first_difference(had: dict, wanted: dict, prefix: str = "") -> tuple[str, object, object] | None:

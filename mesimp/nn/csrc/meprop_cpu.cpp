@@ -202,8 +202,8 @@ void sample_row(const scalar_t* row, int64_t width, int64_t k, const int64_t* to
   }
   int64_t filled = m;
   // An entry is drawn when the running sum of |dy| first exceeds a point, for points u * tau, (u + 1) * tau, ...
-  // A block with a point in it gets its prefix sums (a branch-free scan, not one long chain of dependent adds)
-  // and each of its points the count of prefixes at or below it: the drawn entry's offset.
+  // A block with a point in it gets its prefix sums, and each of its points the count of prefixes at or below it
+  // (a compare-and-count, no branch per entry): the drawn entry's offset.
   double cumulative = 0, point = u * tau;
   double prefix[kBlock];
   for (int64_t b = 0; b < blocks && filled < k; ++b) {
