@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <type_traits>
 #include <vector>
 #ifdef __AVX512F__
@@ -38,6 +39,41 @@ void check_pairs(const at::Tensor& indices, const at::Tensor& values) {
 }
 
 }  // namespace
+
+// The k-th largest of v[0..n) (v may be reordered). std::nth_element's partitions mispredict about every other
+// comparison on random magnitudes; with AVX-512, up to 64 floats are ranked instead: each value's count of larger
+// ones in vector registers (a compare and a masked add per value), then the smallest value with fewer than k above.
+template <typename scalar_t>
+scalar_t kth_largest(scalar_t* v, int64_t n, int64_t k) {
+#ifdef __AVX512F__
+  if constexpr (std::is_same_v<scalar_t, float>) {
+    if (n <= 64) {
+      const int64_t vecs = (n + 15) / 16;
+      __m512 value[4];
+      __m512i above[4];
+      for (int64_t q = 0; q < vecs; ++q) {  // lanes past n hold -inf: n values are above them, never fewer than k
+        const int64_t left = n - 16 * q;
+        const __mmask16 live = __mmask16(left >= 16 ? 0xffff : (1u << left) - 1);
+        value[q] = _mm512_mask_loadu_ps(_mm512_set1_ps(-std::numeric_limits<float>::infinity()), live, v + 16 * q);
+        above[q] = _mm512_setzero_si512();
+      }
+      const __m512i one = _mm512_set1_epi32(1);
+      for (int64_t j = 0; j < n; ++j) {
+        const __m512 other = _mm512_set1_ps(v[j]);
+        for (int64_t q = 0; q < vecs; ++q)
+          above[q] = _mm512_mask_add_epi32(above[q], _mm512_cmp_ps_mask(other, value[q], _CMP_GT_OQ), above[q], one);
+      }
+      __m512 kth = _mm512_set1_ps(std::numeric_limits<float>::infinity());
+      const __m512i rank = _mm512_set1_epi32(int32_t(k));
+      for (int64_t q = 0; q < vecs; ++q)
+        kth = _mm512_mask_min_ps(kth, _mm512_cmplt_epi32_mask(above[q], rank), kth, value[q]);
+      return _mm512_reduce_min_ps(kth);
+    }
+  }
+#endif
+  std::nth_element(v, v + (k - 1), v + n, std::greater<scalar_t>());
+  return v[k - 1];
+}
 
 // Reusable buffers of one thread's top-k selections.
 template <typename scalar_t>
@@ -64,8 +100,7 @@ void top_magnitudes(const scalar_t* row, int64_t width, int64_t k, int64_t* out,
     for (int64_t j0 = 0; j0 < full; j0 += groups)
       for (int64_t g = 0; g < groups; ++g) m[g] = std::max(m[g], std::abs(row[j0 + g]));
     for (int64_t j = full; j < width; ++j) m[j - full] = std::max(m[j - full], std::abs(row[j]));
-    std::nth_element(m, m + (k - 1), m + groups, std::greater<scalar_t>());
-    bound = m[k - 1];
+    bound = kth_largest(m, groups, k);
   }
   s.candidates.resize(width + 16);  // + 16: room for a full vector store past the last candidate
   s.magnitudes.resize(width + 16);
@@ -101,8 +136,7 @@ void top_magnitudes(const scalar_t* row, int64_t width, int64_t k, int64_t* out,
   }
   std::vector<scalar_t>& ranked = s.group_max;  // free again: the k-th largest candidate magnitude
   ranked.assign(mag, mag + n);
-  std::nth_element(ranked.begin(), ranked.begin() + (k - 1), ranked.end(), std::greater<scalar_t>());
-  const scalar_t kth = ranked[k - 1];
+  const scalar_t kth = kth_largest(ranked.data(), n, k);
   int64_t above = 0;
   for (int64_t i = 0; i < n; ++i) above += mag[i] > kth;
   int64_t kept = 0, ties = k - above;
@@ -135,10 +169,69 @@ double block_magnitude(const scalar_t* row, int64_t n) {
 #endif
 }
 
+// How many of v[0..n) are <= p: for the nondecreasing cumulative block sums, the block a point falls in.
+inline int64_t count_at_most(const double* v, int64_t n, double p) {
+  int64_t count = 0;
+#ifdef __AVX512F__
+  const __m512d point = _mm512_set1_pd(p);
+  for (int64_t i = 0; i < n; i += 8) {
+    const __mmask8 live = __mmask8(n - i >= 8 ? 0xff : (1u << (n - i)) - 1);
+    count += __builtin_popcount(_mm512_mask_cmp_pd_mask(live, _mm512_maskz_loadu_pd(live, v + i), point, _CMP_LE_OQ));
+  }
+#else
+  for (int64_t i = 0; i < n; ++i) count += v[i] <= p;
+#endif
+  return count;
+}
+
+#ifdef __AVX512F__
+// Inclusive prefix sums of 8 doubles in a register (three shift-and-add steps).
+inline __m512d prefix8(__m512d x) {
+  const __m512i zero = _mm512_setzero_si512();
+  x = _mm512_add_pd(x, _mm512_castsi512_pd(_mm512_alignr_epi64(_mm512_castpd_si512(x), zero, 7)));
+  x = _mm512_add_pd(x, _mm512_castsi512_pd(_mm512_alignr_epi64(_mm512_castpd_si512(x), zero, 6)));
+  return _mm512_add_pd(x, _mm512_castsi512_pd(_mm512_alignr_epi64(_mm512_castpd_si512(x), zero, 4)));
+}
+#endif
+
+// In a block of n <= 16 entries whose magnitudes are summed from `base` (entries with skip[i] set count as 0; skip
+// may be null), how many running sums are <= p: the offset of the entry a point p draws (n: none, by rounding).
+template <typename scalar_t>
+int64_t offset_in_block(const scalar_t* block, int64_t n, const uint8_t* skip, double base, double p) {
+#ifdef __AVX512F__
+  uint32_t live = (1u << n) - 1;
+  if (skip)
+    for (int64_t i = 0; i < n; ++i) live &= ~(uint32_t(skip[i] != 0) << i);
+  __m512d low, high;
+  if constexpr (std::is_same_v<scalar_t, float>) {
+    const __m512 v = _mm512_abs_ps(_mm512_maskz_loadu_ps(__mmask16(live), block));
+    low = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+    high = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+  } else {
+    low = _mm512_abs_pd(_mm512_maskz_loadu_pd(__mmask8(live), block));
+    high = _mm512_abs_pd(_mm512_maskz_loadu_pd(__mmask8(live >> 8), block + 8));
+  }
+  low = _mm512_add_pd(prefix8(low), _mm512_set1_pd(base));
+  high = _mm512_add_pd(prefix8(high), _mm512_permutexvar_pd(_mm512_set1_epi64(7), low));
+  const __m512d point = _mm512_set1_pd(p);
+  // lanes past n repeat the block's total: counted only when the whole block is <= p
+  const uint32_t at_most = _mm512_cmp_pd_mask(low, point, _CMP_LE_OQ) | (_mm512_cmp_pd_mask(high, point, _CMP_LE_OQ) << 8);
+  return std::min<int64_t>(n, __builtin_popcount(at_most));
+#else
+  int64_t count = 0;
+  double running = base;
+  for (int64_t i = 0; i < n; ++i) {
+    running += skip && skip[i] ? 0.0 : double(std::abs(block[i]));
+    count += running <= p;
+  }
+  return count;
+#endif
+}
+
 // Reusable buffers of one thread's samples.
 struct SampleScratch {
   std::vector<std::pair<double, int64_t>> top;
-  std::vector<double> block_sum;
+  std::vector<double> cumulative;
   std::vector<uint8_t> capped;
 };
 
@@ -149,18 +242,21 @@ struct SampleScratch {
 // entry whose cumulative probability first exceeds it) and are worth sign(dy_j) * tau = dy_j / p_j, so that
 // E[S] = dy exactly. A row with k or fewer non-zero entries keeps its top-k as it is. A slot that rounding leaves
 // unfilled gets the value 0. The capped entries are always a prefix of the top-k by magnitude.
-// Cost: one vectorised pass for the block sums of |dy|, the top-k sorted only when an entry is capped (rare: tau
-// is about sum |dy| / k), and a walk that skips every block of kBlock entries in which no point falls.
+// Cost: one vectorised pass for the cumulative sums of |dy| over blocks of kBlock entries, the top-k sorted only
+// when an entry is capped (rare: tau is about sum |dy| / k), and for each point two branch-free counts: its block
+// among the cumulative sums, its entry among the block's running sums. (A walk along the row, branching at every
+// block, spent most of its time on mispredicted branches.)
 template <typename scalar_t>
 void sample_row(const scalar_t* row, int64_t width, int64_t k, const int64_t* top_index, double u, int64_t* ri,
                 scalar_t* rv, SampleScratch& s) {
   constexpr int64_t kBlock = 16;
   const int64_t blocks = (width + kBlock - 1) / kBlock;
-  s.block_sum.resize(blocks);
+  std::vector<double>& cumulative = s.cumulative;  // block sums first, made cumulative below
+  cumulative.resize(blocks);
   double total = 0;
   for (int64_t b = 0; b < blocks; ++b) {
-    s.block_sum[b] = block_magnitude(row + b * kBlock, std::min(kBlock, width - b * kBlock));
-    total += s.block_sum[b];
+    cumulative[b] = block_magnitude(row + b * kBlock, std::min(kBlock, width - b * kBlock));
+    total += cumulative[b];
   }
   double largest = 0;
   for (int64_t j = 0; j < k; ++j) largest = std::max(largest, double(std::abs(row[top_index[j]])));
@@ -186,47 +282,40 @@ void sample_row(const scalar_t* row, int64_t width, int64_t k, const int64_t* to
     return;
   }
   const double tau = tail / double(k - m);
-  if (m > 0) {  // the capped entries are kept as they are and leave the walk: their blocks are summed again
+  const uint8_t* skip = nullptr;
+  if (m > 0) {  // the capped entries are kept as they are and leave the draw: their blocks are summed again
     s.capped.assign(width, 0);
     for (int64_t j = 0; j < m; ++j) {
       ri[j] = s.top[j].second;
       rv[j] = row[s.top[j].second];
       s.capped[s.top[j].second] = 1;
     }
+    skip = s.capped.data();
     for (int64_t j = 0; j < m; ++j) {
       const int64_t b = s.top[j].second / kBlock, j1 = std::min(width, (b + 1) * kBlock);
       double block = 0;
       for (int64_t i = b * kBlock; i < j1; ++i) block += s.capped[i] ? 0.0 : double(std::abs(row[i]));
-      s.block_sum[b] = block;
+      cumulative[b] = block;
     }
   }
+  for (int64_t b = 1; b < blocks; ++b) cumulative[b] += cumulative[b - 1];
   int64_t filled = m;
-  // An entry is drawn when the running sum of |dy| first exceeds a point, for points u * tau, (u + 1) * tau, ...
-  // A block with a point in it gets its prefix sums, and each of its points the count of prefixes at or below it
-  // (a compare-and-count, no branch per entry): the drawn entry's offset.
-  double cumulative = 0, point = u * tau;
-  double prefix[kBlock];
-  for (int64_t b = 0; b < blocks && filled < k; ++b) {
-    if (cumulative + s.block_sum[b] <= point) {
-      cumulative += s.block_sum[b];
+  for (; filled < k; ++filled) {  // point (u + i) tau draws the entry whose running sum of |dy| first exceeds it
+    const double point = (u + double(filled - m)) * tau;
+    const int64_t b = count_at_most(cumulative.data(), blocks, point);
+    if (b == blocks) break;  // past the row's end, by rounding: this and the later slots stay empty
+    const int64_t j0 = b * kBlock, n = std::min(kBlock, width - j0);
+    const int64_t offset = offset_in_block(row + j0, n, skip ? skip + j0 : nullptr, b > 0 ? cumulative[b - 1] : 0.0,
+                                           point);
+    if (offset == n) {  // the block's running sums and its cumulative sum disagree by rounding: leave it empty
+      ri[filled] = m > 0 ? s.top[0].second : top_index[0];
+      rv[filled] = scalar_t(0);
       continue;
     }
-    const int64_t j0 = b * kBlock, n = std::min(kBlock, width - j0);
-    double running = cumulative;
-    for (int64_t i = 0; i < kBlock; ++i) {
-      running += i < n && !(m > 0 && s.capped[j0 + i]) ? double(std::abs(row[j0 + i])) : 0.0;
-      prefix[i] = running;
-    }
-    while (filled < k && prefix[kBlock - 1] > point) {
-      int64_t before = 0;
-      for (int64_t i = 0; i < kBlock; ++i) before += prefix[i] <= point;
-      const int64_t j = j0 + before;
-      ri[filled] = j;
-      rv[filled] = scalar_t(row[j] > 0 ? tau : (row[j] < 0 ? -tau : 0.0));
-      ++filled;
-      point += tau;
-    }
-    cumulative = prefix[kBlock - 1];
+    const int64_t j = j0 + offset;
+    ri[filled] = j;
+    // sign(dy_j) * tau without a branch on the sign (random: a branch on it is mispredicted half the time)
+    rv[filled] = scalar_t(double(row[j] != 0) * std::copysign(tau, double(row[j])));
   }
   for (; filled < k; ++filled) {
     ri[filled] = m > 0 ? s.top[0].second : top_index[0];
