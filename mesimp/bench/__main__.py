@@ -59,7 +59,7 @@ def run_groups(groups: list[str], quick: bool, device: torch.device, repeats: in
     if "epoch" in groups:
         for case in EPOCH_CASES:
             results.append(asdict(bench_epoch(case, device, max_steps=5 if quick else None,
-                                              train_limit=200 if quick else None)))
+                                              train_limit=200 if quick else None, repeats=1 if quick else 3)))
     if "decode" in groups:
         results += [asdict(r) for r in bench_parser_decoding(device, train_limit=200 if quick else None)]
     return results

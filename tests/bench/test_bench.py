@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from mesimp.bench.__main__ import main
 
@@ -54,3 +55,13 @@ def test_missing_data_is_a_one_line_error(tmp_path, monkeypatch):
     monkeypatch.setenv("MESIMP_DATA", str(tmp_path))
     with pytest.raises(SystemExit, match="error: .*missing file"):
         main(["--groups", "epoch", "--quick"])
+
+
+def test_repeated_epochs_start_from_the_same_state(shared_data, monkeypatch):
+    from mesimp.bench.tasks import bench_epoch
+
+    monkeypatch.setenv("MESIMP_DATA", str(shared_data))
+    once = bench_epoch("mnist", torch.device("cpu"), max_steps=3, train_limit=200, repeats=1)
+    twice = bench_epoch("mnist", torch.device("cpu"), max_steps=3, train_limit=200, repeats=2)
+    assert (twice.dense_loss, twice.meprop_loss) == (once.dense_loss, once.meprop_loss)
+    assert twice.ratio == pytest.approx(twice.dense_s / twice.meprop_s)
