@@ -1,6 +1,8 @@
 """The training loop every task shares: minibatches, dev evaluation several times per epoch, the test
 score at the best dev score (the paper's protocol), meSimp's simplification steps, timing, TensorBoard, and
-checkpoints to resume from.
+checkpoints to resume from. With meSimp the best dev is chosen among the evaluations since the last step that
+shrank the network, so the test score belongs to the network the run ends with (evaluated once more at the end
+when the last step came after the last evaluation).
 
 Each epoch's minibatches are cut into "chunks" at the evaluation points (``evals_per_epoch`` evenly spaced)
 and, with meSimp, its simplification points. At each boundary the loop evaluates dev (and test when dev
@@ -192,6 +194,8 @@ class Trainer:
         try:
             while self.state.epoch < self.settings.epochs:
                 self._run_epoch(writer)
+            if self.state.best_dev is None:  # the last step shrank the model after the last evaluation
+                self._evaluate(writer, fraction=0.0)
         finally:
             meter.close()
             if self.diagnostics:
@@ -286,9 +290,16 @@ class Trainer:
                  f" (best; test {st.test_at_best_dev:.2f})" if improved else "")
 
     def _simplify(self, writer: SummaryWriter) -> None:
+        before = list(self.simplifier.dims)
         dims = self.simplifier.step(self.optimizer, self.state.step)
         self._log_size(writer)
         log.info("step %d: simplified to hidden dims %s", self.state.step, dims)
+        if list(dims) != before:
+            # The scores so far belong to a larger network than the one the run ends with: the best dev (and the
+            # test at it) is chosen among the evaluations of the network at its final size, the one that ships.
+            st = self.state
+            st.best_dev = st.test_at_best_dev = st.best_dev_epoch = st.best_dev_step = None
+            st.test_details_at_best_dev = {}
 
     def _log_size(self, writer: SummaryWriter) -> None:
         model, step = self.task.model, self.state.step

@@ -1,5 +1,6 @@
 """The training loop: chunking, and resuming an interrupted run to the very same result."""
 
+import itertools
 import os
 import signal
 import subprocess
@@ -76,6 +77,32 @@ def test_interrupted_run_resumes_to_identical_result(tmp_path, shared_data, monk
     whole = load_checkpoint(tmp_path / "whole" / CHECKPOINT)["model"]
     for key, value in load_checkpoint(tmp_path / "cut" / CHECKPOINT)["model"].items():
         assert torch.equal(value, whole[key]), key
+
+
+@pytest.mark.parametrize("extra", [
+    [],  # steps in epochs 0 and 2; the later ones leave the widths as they are
+    ["simplify.prunes_per_epoch=1", "simplify.k_policy=ratio"],  # the last step, after the last evaluation, shrinks
+])
+def test_mesimp_scores_belong_to_the_network_the_run_ends_with(tmp_path, shared_data, monkeypatch, extra):
+    from mesimp.tasks.mnist.pipeline import MnistTask
+
+    scores = itertools.count()
+    # every evaluation scores lower than the one before: the best of the run is its first, before any step
+    monkeypatch.setattr(MnistTask, "evaluate", lambda self, split: 100.0 - next(scores))
+    cfg = compose_config("k=20", "data.train_limit=200", "evals_per_epoch=3", f"data.root={shared_data}", *MESIMP,
+                         *extra)
+    metrics = run(cfg, tmp_path / "run")
+    final = metrics["dims_history"][-1]["dims"]
+    assert max(final) < 500 and metrics["hidden_dims"] == final
+    reached = next(entry["step"] for entry in metrics["dims_history"] if entry["dims"] == final)
+    # an evaluation at a step's boundary comes before the step: those after `reached` saw the final network
+    later = [entry["dev"] for entry in metrics["history"] if entry["step"] > reached]
+    if extra:  # no evaluation came after the last step: the final network was evaluated once more, at the end
+        last = metrics["history"][-1]
+        assert reached == metrics["steps"] == last["step"] == metrics["best_dev_step"] and not later
+        assert metrics["best_dev"] == last["dev"]
+    else:
+        assert later and metrics["best_dev"] == max(later) and metrics["best_dev_step"] > reached
 
 
 @pytest.mark.slow
