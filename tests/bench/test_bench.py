@@ -57,6 +57,7 @@ def test_missing_data_is_a_one_line_error(tmp_path, monkeypatch):
         main(["--groups", "epoch", "--quick"])
 
 
+@pytest.mark.slow  # two benchmark epochs of MNIST: 45 s
 def test_repeated_epochs_start_from_the_same_state(shared_data, monkeypatch):
     from mesimp.bench.tasks import bench_epoch
 
