@@ -89,7 +89,7 @@ def check_training_data(run_dir: Path, cfg: TrainConfig, kind: str) -> None:
     if len(recorded) != len(files):
         raise UserError(f"{run_dir} was trained on {len(recorded)} training file(s), its config names {len(files)} "
                         "now")
-    changed = changed_file(recorded, [fingerprint(path_now) for path_now in files])
+    changed = changed_file(recorded, (fingerprint(path_now) for path_now in files))  # hashes up to the first change
     if changed:
         then, now = changed
         raise UserError(f"{now['file']} is not the training file {run_dir} was trained on ({then['file']}, sha256 "

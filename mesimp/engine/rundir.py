@@ -16,7 +16,7 @@ import logging
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -115,7 +115,7 @@ def check_identity(run_dir: Path, recorded: dict, current: dict) -> None:
         raise Refused(f"{run_dir} holds a run trained on other data ({detail}): {START_OVER}")
 
 
-def changed_file(recorded: Sequence[dict], current: Sequence[dict]) -> tuple[dict, dict] | None:
+def changed_file(recorded: Iterable[dict], current: Iterable[dict]) -> tuple[dict, dict] | None:
     """The first pair of data entries (identity.json's, :func:`fingerprint`'s), position by position, whose bytes
     differ (size or sha256); None when every pair matches."""
     return next(((old, new) for old, new in zip(recorded, current)

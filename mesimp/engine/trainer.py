@@ -290,11 +290,11 @@ class Trainer:
                  f" (best; test {st.test_at_best_dev:.2f})" if improved else "")
 
     def _simplify(self, writer: SummaryWriter) -> None:
-        before = list(self.simplifier.dims)
+        before = self.simplifier.dims
         dims = self.simplifier.step(self.optimizer, self.state.step)
         self._log_size(writer)
         log.info("step %d: simplified to hidden dims %s", self.state.step, dims)
-        if list(dims) != before:
+        if dims != before:
             # The scores so far belong to a larger network than the one the run ends with: the best dev (and the
             # test at it) is chosen among the evaluations of the network at its final size, the one that ships.
             st = self.state

@@ -299,6 +299,7 @@ void sample_row(const scalar_t* row, int64_t width, int64_t k, const int64_t* to
     }
   }
   for (int64_t b = 1; b < blocks; ++b) cumulative[b] += cumulative[b - 1];
+  const int64_t empty = m > 0 ? s.top[0].second : top_index[0];  // a slot rounding leaves unfilled: value 0
   int64_t filled = m;
   for (; filled < k; ++filled) {  // point (u + i) tau draws the entry whose running sum of |dy| first exceeds it
     const double point = (u + double(filled - m)) * tau;
@@ -307,18 +308,14 @@ void sample_row(const scalar_t* row, int64_t width, int64_t k, const int64_t* to
     const int64_t j0 = b * kBlock, n = std::min(kBlock, width - j0);
     const int64_t offset = offset_in_block(row + j0, n, skip ? skip + j0 : nullptr, b > 0 ? cumulative[b - 1] : 0.0,
                                            point);
-    if (offset == n) {  // the block's running sums and its cumulative sum disagree by rounding: leave it empty
-      ri[filled] = m > 0 ? s.top[0].second : top_index[0];
-      rv[filled] = scalar_t(0);
-      continue;
-    }
-    const int64_t j = j0 + offset;
+    // offset n: the block's running sums and its cumulative sum disagree by rounding; the slot stays empty
+    const int64_t j = offset < n ? j0 + offset : empty;
     ri[filled] = j;
     // sign(dy_j) * tau without a branch on the sign (random: a branch on it is mispredicted half the time)
-    rv[filled] = scalar_t(double(row[j] != 0) * std::copysign(tau, double(row[j])));
+    rv[filled] = offset < n ? scalar_t(double(row[j] != 0) * std::copysign(tau, double(row[j]))) : scalar_t(0);
   }
   for (; filled < k; ++filled) {
-    ri[filled] = m > 0 ? s.top[0].second : top_index[0];
+    ri[filled] = empty;
     rv[filled] = scalar_t(0);
   }
 }
