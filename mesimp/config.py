@@ -140,7 +140,7 @@ class SimplifyConfig:
     prune_rate: float = 0.1  # a unit survives a step if kept for at least this fraction of the examples since the last
     cycle_epochs: int = 5  # simplifying and normal cycles alternate, each this many epochs
     prunes_per_epoch: int = 8  # simplification steps per epoch of a simplifying cycle
-    warmup_epochs: int = 0  # normal epochs before the first cycle (the authors: none; the parser: 5)
+    warmup_epochs: int = 0  # normal epochs before the first cycle (the authors: none; the parser: 10)
     threshold: PruneThreshold = PruneThreshold.absolute
     k_policy: KPolicy = KPolicy.fixed
     optimizer_reset: OptimizerReset = OptimizerReset.cycle

@@ -86,7 +86,7 @@ def test_unknown_rule_fails_at_compose():
 
 def test_the_parser_warms_up_then_takes_one_mesimp_step_an_epoch_and_the_others_follow_the_authors():
     parse = compose_config("task=parse", "simplify=mesimp").simplify
-    assert (parse.prunes_per_epoch, parse.warmup_epochs) == (1, 5)
+    assert (parse.prunes_per_epoch, parse.warmup_epochs) == (1, 10)
     assert compose_config("task=mnist", "simplify=mesimp").simplify.warmup_epochs == 0
     assert compose_config("task=mnist", "simplify=mesimp").simplify.prunes_per_epoch == 8
     assert compose_config("task=pos", "simplify=mesimp").simplify.prunes_per_epoch == 8

@@ -196,13 +196,10 @@ def copy_runs(rows: list[Row], root: Path, out: Path) -> None:
 
 def report(names: list[str], root: Path, out: Path, publish: bool = False) -> list[str]:
     """Write every ablation's table, figure and curves into out (replaced whole); returns the skipped runs."""
-    return build_then_swap(out, lambda folder: _write(names, root, folder, publish))
+    return build_then_swap(out, lambda folder: _write(names, root, folder, publish, previous=out))
 
 
-def _write(names: list[str], root: Path, out: Path, publish: bool) -> list[str]:
-    index = ["# Ablations: per-example weight-gradient rules", "",
-             "Written by `python -m mesimp.report.ablations`; every run's metrics.json, config and train.log are "
-             "under runs/.", ""]
+def _write(names: list[str], root: Path, out: Path, publish: bool, previous: Path) -> list[str]:
     records = []
     for name in names:
         rows = collect(name, root)
@@ -212,12 +209,19 @@ def _write(names: list[str], root: Path, out: Path, publish: bool) -> list[str]:
         lines, table = render(name, rows)
         (out / f"{name}.md").write_text("\n".join(lines) + "\n")
         write_csv(out / f"{name}.csv", table)
-        figure = plot(name, rows, out)
-        index += [f"- [{name}]({name}.md)" + (f" ([figure]({name}.png))" if figure else "")]
+        plot(name, rows, out)
         write_json(out / f"{name}.curves.json", {
             f"{','.join(f'{k}={v}' for k, v in row.setting)}|{row.rule}|{r.path.name}": dev_curve(r)
             for row in rows for r in row.records if r.finished})
     found = skipped(records)
+    # An --only report keeps the other ablations' files (build_then_swap carries them over): list those too.
+    index = ["# Ablations: per-example weight-gradient rules", "",
+             "Written by `python -m mesimp.report.ablations`; every run's metrics.json, config and train.log are "
+             "under runs/.", ""]
+    for name in ablations():
+        if name in names or (previous / f"{name}.md").exists():
+            figure = ((out if name in names else previous) / f"{name}.png").exists()
+            index += [f"- [{name}]({name}.md)" + (f" ([figure]({name}.png))" if figure else "")]
     (out / "README.md").write_text("\n".join(index + skipped_markdown(found)) + "\n")
     return found
 

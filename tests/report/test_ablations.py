@@ -57,6 +57,9 @@ def test_report_skips_and_lists_runs_with_unusable_metrics(tmp_path, capsys):
     assert f"\n  {line}" in capsys.readouterr().out and f"\n- {line}" in (out / "README.md").read_text()
     assert "| batch_size=100 | topk | 0/1 | – |" in (out / "ablation_mnist_b100.md").read_text()
     assert (out / "ablation_pos.md").read_text() == "another ablation's table\n"  # not selected: kept
+    index = (out / "README.md").read_text()
+    assert "- [ablation_pos](ablation_pos.md)\n" in index  # and still listed, without a figure it lacks
+    assert "ablation_mnist_b100](ablation_mnist_b100.md)" in index and "ablation_mnist_b10]" not in index
 
 
 def test_dev_curve_reads_older_runs_from_their_log(tmp_path):
