@@ -43,14 +43,16 @@ def ablations() -> list[str]:
 
 
 def setting_of(job: Job) -> tuple[tuple[str, str], ...]:
-    """What a table row compares within: every override but the rule, k, simplification and the seed."""
+    """What a table row compares within: every override but k, meProp's settings, simplification and the seed."""
     return tuple((k, v) for k, v in sorted(job.values.items())
-                 if k not in ("meprop.rule", "k", "seed", "task", "simplify") and not k.startswith("simplify."))
+                 if k not in ("k", "seed", "task", "simplify") and not k.startswith(("simplify.", "meprop.")))
 
 
 def variant_of(job: Job) -> str:
-    """A row's label within its setting: the rule, and the simplification settings where there are any."""
-    extra = [f"{k}={v}" for k, v in sorted(job.values.items()) if k == "simplify" or k.startswith("simplify.")]
+    """A row's label within its setting: the rule, then meProp's other settings and the simplification settings
+    where there are any."""
+    extra = [f"{k}={v}" for k, v in sorted(job.values.items())
+             if k != "meprop.rule" and (k == "simplify" or k.startswith(("simplify.", "meprop.")))]
     return " ".join([job.values.get("meprop.rule", "topk"), *extra])
 
 

@@ -123,13 +123,13 @@ def is_hydra(override: str) -> bool:
 
 
 def full_backprop_job(job: Job, *extra: str) -> Job:
-    """The job's settings and seed with full backprop (no k, rule or simplification), then ``extra`` overrides
-    (which replace the job's own for the same keys)."""
+    """The job's settings and seed with full backprop (no k, meprop.* setting or simplification), then ``extra``
+    overrides (which replace the job's own for the same keys)."""
     def key(override: str) -> str:
         return override.split("=", 1)[0]
 
-    gone = {"k", "k_ratio", "meprop.rule", "simplify", *map(key, extra)}
-    kept = [o for o in job.overrides if key(o) not in gone and not key(o).startswith("simplify.")]
+    gone = {"k", "k_ratio", "simplify", *map(key, extra)}
+    kept = [o for o in job.overrides if key(o) not in gone and not key(o).startswith(("simplify.", "meprop."))]
     return make_job([*kept, "k=null", *extra])
 
 

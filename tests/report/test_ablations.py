@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from mesimp.report.ablations import FULL, ablations, collect, dev_curve, main, setting_of
+from mesimp.report.ablations import FULL, ablations, collect, dev_curve, main, setting_of, variant_of
 from mesimp.report.sweep import full_backprop_job
 from mesimp.report.sweep import expand
 
@@ -15,6 +15,13 @@ def test_every_ablation_job_has_a_full_backprop_twin():
             twin = full_backprop_job(job)
             assert twin.values["k"] == "null" and "meprop.rule" not in twin.values
             assert setting_of(twin) == setting_of(job)
+
+
+def test_meprops_other_settings_label_the_row_and_leave_the_baseline():
+    job = expand("ablation_pos_gates")[0]
+    assert variant_of(job) == "topk meprop.gates=per_gate"
+    assert dict(setting_of(job)) == {"data.name": "ptb_wsj_sample"}
+    assert full_backprop_job(job).name == "data.name=ptb_wsj_sample,k=null,seed=1"
 
 
 def fake_run(root, job, dev_by_epoch, test):
