@@ -48,6 +48,11 @@ class Gates(Enum):
     per_gate = "per_gate"  # LSTM: top-k in each of the four gates (4k kept)
 
 
+class LrSchedule(Enum):
+    constant = "constant"  # the paper (the authors' code has no schedule)
+    cosine = "cosine"  # lr * (1 + cos(pi * t / T)) / 2 at update t of the run's T
+
+
 class OptimName(Enum):
     adam = "adam"
     adagrad = "adagrad"
@@ -122,6 +127,7 @@ class OptimConfig:
     momentum: float = 0.0
     weight_decay: float = 0.0
     clip_value: Optional[float] = None  # element-wise clipping; the authors' C# clips at 5, the paper says nothing
+    lr_schedule: LrSchedule = LrSchedule.constant
 
 
 class PruneThreshold(Enum):

@@ -27,7 +27,7 @@ from mesimp.engine.denormals import flush_denormals
 from mesimp.engine.memory import keep_freed_memory
 from mesimp.engine.decode import time_decoding
 from mesimp.engine.device import describe_device, resolve_device
-from mesimp.engine.optim import build_optimizer
+from mesimp.engine.optim import build_optimizer, lr_schedule
 from mesimp.engine.trainer import CHECKPOINT, LoopSettings, Trainer
 from mesimp.errors import UserError
 from mesimp.metrics_file import METRICS, InvalidMetrics, read_metrics
@@ -144,7 +144,9 @@ def _run_owned(cfg: TrainConfig, run_dir: Path, overrides: Sequence[str]) -> dic
     simplifier = build_simplifier(cfg, built.unit_groups) if cfg.simplify.enabled else None
     settings = LoopSettings(epochs=cfg.epochs, batch_size=cfg.batch_size, evals_per_epoch=cfg.evals_per_epoch,
                             seed=cfg.seed, clip_value=cfg.optim.clip_value, resume=cfg.resume,
-                            diagnostics_every=cfg.diagnostics_every if cfg.diagnostics else None)
+                            diagnostics_every=cfg.diagnostics_every if cfg.diagnostics else None,
+                            lr_at=lr_schedule(cfg.optim.lr_schedule.value, lr,
+                                              cfg.epochs * math.ceil(built.task.train_size / cfg.batch_size)))
     trainer = Trainer(built.task, make_optimizer, settings, run_dir, tracked_layers=built.tracked_layers,
                       generators=built.generators, simplifier=simplifier, device=device)
     if uses_meprop(cfg) and effective_rule(cfg) != cfg.meprop.rule:
@@ -173,6 +175,7 @@ def _run_owned(cfg: TrainConfig, run_dir: Path, overrides: Sequence[str]) -> dic
         "rule": effective_rule(cfg).value if uses_meprop(cfg) else None,
         "optimizer": cfg.optim.name.value,
         "lr": lr,
+        "lr_schedule": cfg.optim.lr_schedule.value,
         "seed": cfg.seed,
         "batch_size": cfg.batch_size,
         "epochs": cfg.epochs,

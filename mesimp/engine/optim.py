@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+import math
+from typing import Callable, Iterable, Sequence
 
 import torch
 
@@ -26,6 +27,21 @@ def build_optimizer(
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, fused=True)
     raise ValueError(f"unknown optimizer {name!r}")
+
+
+def lr_schedule(name: str, lr: float, total_steps: int) -> Callable[[int], float] | None:
+    """The learning rate of each update (0-based) of a run of ``total_steps``; None when it stays ``lr``. A pure
+    function of the step, so a resumed run continues the schedule, and a fresh optimizer (meSimp's cycles) joins it."""
+    if name == "constant":
+        return None
+    if name == "cosine":
+        return lambda step: lr * 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
+    raise ValueError(f"unknown learning-rate schedule {name!r}")
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
 
 
 def zero_moments(optimizer: torch.optim.Optimizer) -> None:

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from mesimp.engine.diagnostics import GradientDiagnostics
 from mesimp.engine.io import load_checkpoint, save_checkpoint
 from mesimp.engine.meter import BackwardMeter, BackwardTotals
-from mesimp.engine.optim import zero_moments
+from mesimp.engine.optim import set_lr, zero_moments
 from mesimp.errors import UserError
 from mesimp.nn.sparse_grad import clock
 from mesimp.simplify import Simplifier
@@ -66,6 +66,7 @@ class LoopSettings:
     clip_value: float | None = None
     resume: bool = True
     diagnostics_every: int | None = None  # steps between gradient diagnostics; None: none
+    lr_at: Callable[[int], float] | None = None  # the learning rate of each step (optim.lr_schedule); None: constant
 
 
 @dataclass
@@ -256,6 +257,8 @@ class Trainer:
                         writer.add_scalar(f"diagnostics/{layer}/{key}", value, st.step)
             if self.settings.clip_value is not None:
                 nn.utils.clip_grad_value_(model.parameters(), self.settings.clip_value)
+            if self.settings.lr_at is not None:
+                set_lr(opt, self.settings.lr_at(st.step))
             opt.step()
             t3 = clock(loss)
             st.forward_time_s += t1 - t0

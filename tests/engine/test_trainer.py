@@ -1,6 +1,7 @@
 """The training loop: chunking, and resuming an interrupted run to the very same result."""
 
 import itertools
+import math
 import os
 import signal
 import subprocess
@@ -47,6 +48,7 @@ MESIMP = ["simplify=mesimp", "simplify.cycle_epochs=1", "simplify.prunes_per_epo
     MESIMP,
     [*MESIMP, "simplify.optimizer_reset=authors", "simplify.k_policy=ratio"],
     ["meprop.rule=unbiased_centred", "diagnostics=true", "diagnostics_every=7"],
+    [*MESIMP, "optim.lr_schedule=cosine"],  # the schedule resumes, and joins each cycle's fresh optimizer
 ])
 def test_interrupted_run_resumes_to_identical_result(tmp_path, shared_data, monkeypatch, extra):
     cfg = compose_config("k=20", "data.train_limit=200", "epochs=2", "evals_per_epoch=3",
@@ -103,6 +105,20 @@ def test_mesimp_scores_belong_to_the_network_the_run_ends_with(tmp_path, shared_
         assert metrics["best_dev"] == last["dev"]
     else:
         assert later and metrics["best_dev"] == max(later) and metrics["best_dev_step"] > reached
+
+
+def test_cosine_schedule_ends_the_run_at_a_learning_rate_near_zero(tmp_path, shared_data):
+    base = ("k=20", "data.train_limit=200", "epochs=2", "evals_per_epoch=1", f"data.root={shared_data}")
+    constant = run(compose_config(*base), tmp_path / "constant")
+    cosine = run(compose_config(*base, "optim.lr_schedule=cosine"), tmp_path / "cosine")
+    assert (constant["lr_schedule"], cosine["lr_schedule"]) == ("constant", "cosine")
+    lr = cosine["lr"]
+    steps = cosine["steps"]  # the last update used step steps - 1 of steps: a small fraction of lr, not zero
+    groups = load_checkpoint(tmp_path / "cosine" / CHECKPOINT)["optimizer"]["param_groups"]
+    assert [g["lr"] for g in groups] == pytest.approx([lr * 0.5 * (1 + math.cos(math.pi * (steps - 1) / steps))])
+    groups = load_checkpoint(tmp_path / "constant" / CHECKPOINT)["optimizer"]["param_groups"]
+    assert [g["lr"] for g in groups] == [lr]
+    assert cosine["history"][-1]["dev"] != constant["history"][-1]["dev"] or cosine["final_test"] != constant["final_test"]
 
 
 @pytest.mark.slow
