@@ -95,9 +95,12 @@ def _delta(values: list[float], base: list[float]) -> str:
 
 def collect(name: str, root: Path) -> list[Row]:
     rows: dict[tuple, Row] = {}
-    for job in expand(name):
+    jobs = expand(name)
+    several_k = len({job.values.get("k") for job in jobs}) > 1  # then k labels the row too
+    for job in jobs:
         setting = setting_of(job)
-        for rule, j in ((FULL, full_backprop_job(job)), (variant_of(job), job)):
+        variant = f"{variant_of(job)} k={job.values['k']}" if several_k else variant_of(job)
+        for rule, j in ((FULL, full_backprop_job(job)), (variant, job)):
             row = rows.setdefault((setting, rule), Row(setting, rule, []))
             if all(r.path != j.path(root) for r in row.records):
                 row.records.append(load_run(root, j))
