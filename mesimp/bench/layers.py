@@ -43,6 +43,7 @@ class LayerResult:
     ratio: float
     ideal: float
     rule: str = "topk"
+    gates: str = "joint"  # the LSTM's: top-k over all 4h gate entries, or k in each gate (per_gate)
 
 
 def _backward_timer(layer: nn.Module, inputs: tuple, dy: torch.Tensor, device: torch.device):
@@ -130,19 +131,21 @@ def bench_lstm(case: str, sentences: int, ks: list[int], repeats: int, warmup: i
     x = torch.randn(steps, sentences, n_in, device=device, requires_grad=True)
     dy = torch.randn(steps, sentences, hidden, device=device)
     contenders = {"dense": _backward_timer(dense, (x, lengths), dy, device)}
-    variants = [("example", "topk"), ("batch", "topk")]
+    variants = [("example", "topk", "joint"), ("batch", "topk", "joint"), ("example", "topk", "per_gate")]
     for k in ks:
-        for scope, select in variants:
-            layer = MePropLSTM(n_in, hidden, k, scope, select).to(device)
+        for scope, select, gates in variants:
+            layer = MePropLSTM(n_in, hidden, k, scope, select, gates=gates).to(device)
             layer.load_state_dict(dense.state_dict())
             _dense_grads(layer)
-            contenders[f"{k}/{scope}/{select}"] = _backward_timer(layer, (x, lengths), dy, device)
+            contenders[f"{k}/{scope}/{select}/{gates}"] = _backward_timer(layer, (x, lengths), dy, device)
     times = side_by_side(contenders, repeats, warmup)
     tokens = int(lengths.sum())
+    kept = {"joint": 1, "per_gate": 4}  # entries kept per k
     return [LayerResult("lstm", case, tokens, n_in + hidden, 4 * hidden, k, scope, select, times["dense"] * 1e3,
-                        times[f"{k}/{scope}/{select}"] * 1e3, times["dense"] / times[f"{k}/{scope}/{select}"],
-                        4 * hidden / k)
-            for k in ks for scope, select in variants]
+                        times[f"{k}/{scope}/{select}/{gates}"] * 1e3,
+                        times["dense"] / times[f"{k}/{scope}/{select}/{gates}"], 4 * hidden / (kept[gates] * k),
+                        gates=gates)
+            for k in ks for scope, select, gates in variants]
 
 
 def backward_peak_bytes(batch: int, n_in: int, n_out: int, k: int | None, scope: str = "example") -> int:
