@@ -118,7 +118,8 @@ def test_cosine_schedule_ends_the_run_at_a_learning_rate_near_zero(tmp_path, sha
     assert [g["lr"] for g in groups] == pytest.approx([lr * 0.5 * (1 + math.cos(math.pi * (steps - 1) / steps))])
     groups = load_checkpoint(tmp_path / "constant" / CHECKPOINT)["optimizer"]["param_groups"]
     assert [g["lr"] for g in groups] == [lr]
-    assert cosine["history"][-1]["dev"] != constant["history"][-1]["dev"] or cosine["final_test"] != constant["final_test"]
+    assert (cosine["history"][-1]["dev"], cosine["final_test"]) != (constant["history"][-1]["dev"],
+                                                                    constant["final_test"])
 
 
 @pytest.mark.slow
