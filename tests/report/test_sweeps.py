@@ -21,6 +21,7 @@ def reproduce(*args, root, data):
                           timeout=300)
 
 
+@pytest.mark.slow  # 66 s: the reproduction driver end to end, twins and the second pass (make test-all)
 def test_fast_grid_plumbing_on_a_slice(tmp_path, shared_data):
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
     root = tmp_path / "runs"
