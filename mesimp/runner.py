@@ -141,19 +141,18 @@ def _run_owned(cfg: TrainConfig, run_dir: Path, overrides: Sequence[str]) -> dic
         return build_optimizer(cfg.optim.name.value, params, lr, betas=cfg.optim.betas, eps=cfg.optim.eps,
                                momentum=cfg.optim.momentum, weight_decay=cfg.optim.weight_decay)
 
+    examples = built.task.train_size
+    updates = math.ceil(examples / cfg.batch_size)
     simplifier = build_simplifier(cfg, built.unit_groups) if cfg.simplify.enabled else None
     settings = LoopSettings(epochs=cfg.epochs, batch_size=cfg.batch_size, evals_per_epoch=cfg.evals_per_epoch,
                             seed=cfg.seed, clip_value=cfg.optim.clip_value, resume=cfg.resume,
                             diagnostics_every=cfg.diagnostics_every if cfg.diagnostics else None,
-                            lr_at=lr_schedule(cfg.optim.lr_schedule.value, lr,
-                                              cfg.epochs * math.ceil(built.task.train_size / cfg.batch_size)))
+                            lr_at=lr_schedule(cfg.optim.lr_schedule.value, lr, cfg.epochs * updates))
     trainer = Trainer(built.task, make_optimizer, settings, run_dir, tracked_layers=built.tracked_layers,
                       generators=built.generators, simplifier=simplifier, device=device)
     if uses_meprop(cfg) and effective_rule(cfg) != cfg.meprop.rule:
         log.info("meprop.rule=%s applies to per-example top-k only: this %s run uses the paper's topk",
                  cfg.meprop.rule.value, method_name(cfg))
-    examples = built.task.train_size
-    updates = math.ceil(examples / cfg.batch_size)
     log.info("%s %s: k=%s k_ratio=%s, %d training examples, %d updates per epoch, hidden %s, %d parameters, %s lr %g, "
              "on %s", cfg.task, method_name(cfg), cfg.k, cfg.k_ratio, examples, updates, built.hidden_dims,
              initial_params, cfg.optim.name.value, lr, describe_device(device))

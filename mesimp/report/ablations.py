@@ -29,7 +29,7 @@ from mesimp.report.render import write_csv
 from mesimp.report.reproduce import Reproduction, parse_args as reproduce_args, run_command
 from mesimp.report.output import build_then_swap
 from mesimp.report.runs import LOG, RunRecord, load_run, skipped, skipped_markdown
-from mesimp.report.sweep import Job, expand, experiment_names, full_backprop_job
+from mesimp.report.sweep import Job, describes_method, expand, experiment_names, full_backprop_job
 
 PREFIX = "ablation_"
 DEFAULT_ROOT = Path(os.environ.get("MESIMP_RUNS") or "runs")  # the runner's own root: runs shared with the paper grid
@@ -43,16 +43,16 @@ def ablations() -> list[str]:
 
 
 def setting_of(job: Job) -> tuple[tuple[str, str], ...]:
-    """What a table row compares within: every override but k, meProp's settings, simplification and the seed."""
+    """What a table row compares within: every override but the method's (:func:`describes_method`) and the seed."""
     return tuple((k, v) for k, v in sorted(job.values.items())
-                 if k not in ("k", "seed", "task", "simplify") and not k.startswith(("simplify.", "meprop.")))
+                 if k not in ("seed", "task") and not describes_method(k))
 
 
 def variant_of(job: Job) -> str:
     """A row's label within its setting: the rule, then meProp's other settings and the simplification settings
-    where there are any."""
+    where there are any (k labels it only where an ablation sweeps several: :func:`collect`)."""
     extra = [f"{k}={v}" for k, v in sorted(job.values.items())
-             if k != "meprop.rule" and (k == "simplify" or k.startswith(("simplify.", "meprop.")))]
+             if k not in ("k", "k_ratio", "meprop.rule") and describes_method(k)]
     return " ".join([job.values.get("meprop.rule", "topk"), *extra])
 
 

@@ -122,14 +122,20 @@ def is_hydra(override: str) -> bool:
     return override.lstrip("+~").startswith(("hydra.", "hydra/"))
 
 
+def describes_method(key: str) -> bool:
+    """An override of how meProp and meSimp run (k, meprop.*, simplify*): what full backprop drops, and what tells
+    a method apart from full backprop in the same setting."""
+    return key in ("k", "k_ratio", "simplify") or key.startswith(("meprop.", "simplify."))
+
+
 def full_backprop_job(job: Job, *extra: str) -> Job:
-    """The job's settings and seed with full backprop (no k, meprop.* setting or simplification), then ``extra``
+    """The job's settings and seed with full backprop (no :func:`describes_method` override), then ``extra``
     overrides (which replace the job's own for the same keys)."""
     def key(override: str) -> str:
         return override.split("=", 1)[0]
 
-    gone = {"k", "k_ratio", "simplify", *map(key, extra)}
-    kept = [o for o in job.overrides if key(o) not in gone and not key(o).startswith(("simplify.", "meprop."))]
+    gone = set(map(key, extra))
+    kept = [o for o in job.overrides if key(o) not in gone and not describes_method(key(o))]
     return make_job([*kept, "k=null", *extra])
 
 
