@@ -74,7 +74,8 @@ class MePropConfig:
     # The paper uses the hidden k at the output layer for MNIST and parsing; the authors' MNIST code never
     # sparsifies the 10-wide output layer. Task configs pick their default.
     output_layer: bool = False
-    gates: Gates = Gates.joint  # LSTM only; the paper does not say where inside the LSTM it applies top-k
+    # LSTM only; the paper does not say where inside the LSTM it applies top-k. configs/task/pos.yaml: per_gate.
+    gates: Gates = Gates.joint
 
 
 class Device(Enum):
@@ -127,7 +128,7 @@ class OptimConfig:
     momentum: float = 0.0
     weight_decay: float = 0.0
     clip_value: Optional[float] = None  # element-wise clipping; the authors' C# clips at 5, the paper says nothing
-    lr_schedule: LrSchedule = LrSchedule.constant
+    lr_schedule: LrSchedule = LrSchedule.constant  # configs/task/mnist.yaml: cosine
 
 
 class PruneThreshold(Enum):
@@ -266,4 +267,6 @@ def validate_meprop_widths(cfg: TrainConfig) -> None:
         raise UserError("meProp has no layer to act on: model.hidden=[] and meprop.output_layer=false "
                         "(set k=null for full backprop, or give hidden layers)")
     if widths and cfg.k is not None and cfg.k > max(widths) and not cfg.meprop.output_layer:
-        raise UserError(f"k={cfg.k} exceeds the widest meProp layer ({max(widths)}); use k=null for full backprop")
+        per_gate = " (meprop.gates=per_gate keeps k in each LSTM gate)" if cfg.task == "pos" and per_unit == 1 else ""
+        raise UserError(f"k={cfg.k} exceeds the widest meProp layer ({max(widths)}){per_gate}; use k=null for full "
+                        f"backprop")

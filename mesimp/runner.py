@@ -53,15 +53,21 @@ def uses_meprop(cfg: TrainConfig) -> bool:
     return cfg.k is not None or cfg.k_ratio is not None
 
 
-def check_same_rule(cfg: TrainConfig, previous: dict, path: Path) -> None:
-    """A finished run found under this command's directory must have used the rule asked for now: a task's default
-    rule changed once (the parser's, to unbiased_centred), and runs from before record none (they used topk)."""
-    wanted = effective_rule(cfg).value if uses_meprop(cfg) else None
+def check_same_method(cfg: TrainConfig, previous: dict, path: Path) -> None:
+    """A finished run from before identity.json, found under this command's directory, must have run what is asked
+    for now where a task's default changed since (the parser's rule to unbiased_centred, MNIST's learning rate to
+    cosine, the tagger's gates to per_gate). Its metrics.json records some of these; what it lacks, it ran as the
+    paper does (topk, a constant rate, top-k over all gates)."""
     meprop = previous.get("k") is not None or previous.get("k_ratio") is not None
-    had = previous.get("rule", "topk" if meprop else None)
-    if had != wanted:
-        raise UserError(f"{path} is a finished run with meprop.rule={had}, not {wanted} (a task's default rule may "
-                        f"have changed since): resume=false retrains it here, MESIMP_RUNS=... trains elsewhere")
+    checks = [("meprop.rule", previous.get("rule", "topk" if meprop else None),
+               effective_rule(cfg).value if uses_meprop(cfg) else None),
+              ("optim.lr_schedule", previous.get("lr_schedule", "constant"), cfg.optim.lr_schedule.value)]
+    if cfg.task == "pos" and meprop and uses_meprop(cfg):
+        checks.append(("meprop.gates", "joint", cfg.meprop.gates.value))
+    for key, had, wanted in checks:
+        if had != wanted:
+            raise UserError(f"{path} is a finished run with {key}={had}, not {wanted} (a task's default may have "
+                            f"changed since): resume=false retrains it here, MESIMP_RUNS=... trains elsewhere")
 
 
 def finished_metrics(path: Path) -> dict | None:
@@ -114,8 +120,8 @@ def _run_owned(cfg: TrainConfig, run_dir: Path, overrides: Sequence[str]) -> dic
             rundir.check_identity(run_dir, recorded, current)
         previous = finished_metrics(metrics_path) if metrics_path.exists() else None
         if previous is not None:
-            if recorded is None:  # from before identities were recorded: the rule is all that can be checked
-                check_same_rule(cfg, previous, metrics_path)
+            if recorded is None:  # from before identities were recorded: what metrics.json says is all there is
+                check_same_method(cfg, previous, metrics_path)
             log.info("run already complete: %s (resume=false starts it over)", metrics_path)
             return previous
     if cfg.threads:

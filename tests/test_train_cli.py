@@ -60,21 +60,22 @@ def test_short_real_run_writes_metrics(tmp_path, shared_data):
     assert any((run_dir / "tb").glob("events.out.tfevents.*"))
     again = train("k=20", "data.train_limit=300", "epochs=2", "evals_per_epoch=2", runs=tmp_path, data=shared_data)
     assert again.returncode == 0 and "already complete" in again.stderr + again.stdout
-    # a finished run from before identities were recorded (no identity.json) of another rule is refused, not
-    # returned: one that records another rule, and one from before meprop.rule (it records none: topk, while
-    # MNIST's default is now unbiased_centred)
-    assert metrics["rule"] == "unbiased_centred"
+    # a finished run from before identities were recorded (no identity.json) of another rule or rate is refused,
+    # not returned: one that records another rule, one from before meprop.rule (it records none: topk, while
+    # MNIST's default is now unbiased_centred), one from before optim.lr_schedule (constant; MNIST's is cosine)
+    assert (metrics["rule"], metrics["lr_schedule"]) == ("unbiased_centred", "cosine")
     (run_dir / "identity.json").unlink()
-    for recorded in ("centred", None):
+    for key, recorded, expected in (("rule", "centred", "meprop.rule=centred, not unbiased_centred"),
+                                    ("rule", None, "meprop.rule=topk, not unbiased_centred"),
+                                    ("lr_schedule", None, "optim.lr_schedule=constant, not cosine")):
+        stale_metrics = {name: value for name, value in metrics.items() if name != key}
         if recorded:
-            metrics["rule"] = recorded
-        else:
-            del metrics["rule"]
-        (run_dir / "metrics.json").write_text(json.dumps(metrics))
+            stale_metrics[key] = recorded
+        (run_dir / "metrics.json").write_text(json.dumps(stale_metrics))
         before = (run_dir / "metrics.json").read_text()
         stale = train("k=20", "data.train_limit=300", "epochs=2", "evals_per_epoch=2", runs=tmp_path,
                       data=shared_data)
-        assert_one_line_error(stale, f"meprop.rule={recorded or 'topk'}, not unbiased_centred")
+        assert_one_line_error(stale, expected)
         assert (run_dir / "metrics.json").read_text() == before
 
 

@@ -9,6 +9,7 @@ a later command that differs is refused in one line with nothing in the director
 
 from __future__ import annotations
 
+import copy
 import errno
 import fcntl
 import hashlib
@@ -101,10 +102,15 @@ def recorded_identity(run_dir: Path) -> dict | None:
     return recorded
 
 
+# Settings added to the schema after runs had been recorded whose default is not what those runs did everywhere
+# (a task file sets another): such a run is compared as having run this value.
+BEFORE_ADDED = {"optim.lr_schedule": "constant", "meprop.gates": "joint"}
+
+
 def check_identity(run_dir: Path, recorded: dict, current: dict) -> None:
-    """Refuse a command that is not the run recorded here. Keys only one side has are skipped: a setting added to
-    the schema since the run started has its old behaviour as default."""
-    changed = _first_difference(recorded["config"], current["config"])
+    """Refuse a command that is not the run recorded here. Other keys only one side has are skipped: a setting
+    added to the schema since the run started has its old behaviour as default."""
+    changed = _first_difference(_with_settings_before_added(recorded["config"]), current["config"])
     if changed:
         key, had, wanted = changed
         raise Refused(f"{run_dir} holds a run with {key}={had}, not {wanted}: {START_OVER}")
@@ -113,6 +119,20 @@ def check_identity(run_dir: Path, recorded: dict, current: dict) -> None:
         detail = (f"{changed[0]['file']} then, {changed[1]['file']} now differ" if changed
                   else f"{len(recorded['data'])} data file(s) then, {len(current['data'])} now")
         raise Refused(f"{run_dir} holds a run trained on other data ({detail}): {START_OVER}")
+
+
+def _with_settings_before_added(config: dict) -> dict:
+    config = copy.deepcopy(config)
+    for dotted, value in BEFORE_ADDED.items():
+        *parents, key = dotted.split(".")
+        node = config
+        for parent in parents:
+            node = node.get(parent)
+            if not isinstance(node, dict):
+                break
+        else:
+            node.setdefault(key, value)
+    return config
 
 
 def changed_file(recorded: Iterable[dict], current: Iterable[dict]) -> tuple[dict, dict] | None:

@@ -67,6 +67,21 @@ def test_a_setting_added_since_the_run_started_is_not_a_difference(tmp_path):
     rundir.check_identity(tmp_path, recorded, rundir.identity(compose_config("k=20"), []))
 
 
+def test_a_run_from_before_a_setting_existed_ran_its_old_behaviour(tmp_path):
+    """MNIST's rate became cosine and the tagger's gates per_gate after runs without those keys were recorded:
+    such a run must not pass for one under the new default."""
+    recorded = rundir.identity(compose_config("task=mnist", "k=20"), [])
+    del recorded["config"]["optim"]["lr_schedule"]
+    with pytest.raises(Refused, match=r"holds a run with optim\.lr_schedule=constant, not cosine"):
+        rundir.check_identity(tmp_path, recorded, rundir.identity(compose_config("task=mnist", "k=20"), []))
+    rundir.check_identity(tmp_path, recorded, rundir.identity(
+        compose_config("task=mnist", "k=20", "optim.lr_schedule=constant"), []))
+    recorded = rundir.identity(compose_config("task=pos", "k=5"), [])
+    del recorded["config"]["meprop"]["gates"]
+    with pytest.raises(Refused, match=r"holds a run with meprop\.gates=joint, not per_gate"):
+        rundir.check_identity(tmp_path, recorded, rundir.identity(compose_config("task=pos", "k=5"), []))
+
+
 def test_an_unreadable_identity_is_refused(tmp_path):
     assert rundir.recorded_identity(tmp_path) is None
     (tmp_path / rundir.IDENTITY).write_text('{"config": {')

@@ -27,7 +27,8 @@ def test_meprops_other_settings_label_the_row_and_leave_the_baseline():
 def test_an_ablation_over_several_k_labels_its_rows_with_k(tmp_path):
     labels = [row.rule for row in collect("ablation_pos_gates", tmp_path)]
     assert labels == [FULL, "topk meprop.gates=per_gate k=5", "topk meprop.gates=per_gate k=10"]
-    assert [row.rule for row in collect("ablation_pos_seeds", tmp_path)] == [FULL, "topk", "dense_dw"]
+    assert [row.rule for row in collect("ablation_pos_seeds", tmp_path)] == [
+        FULL, "topk meprop.gates=joint", "dense_dw meprop.gates=joint"]
 
 
 def fake_run(root, job, dev_by_epoch, test):

@@ -55,8 +55,12 @@ def test_runs_shared_between_tables_are_the_same_directories():
     def paths(name, **where):
         return {job.path(CONFIG_DIR) for job in expand(name) if all(job.values[k] == v for k, v in where.items())}
 
-    assert paths("table1_adam_mnist", **{"meprop.rule": "topk"}) <= paths("fig4_topk")
-    assert paths("table1_adam_mnist", **{"meprop.rule": "unbiased_centred"}) <= paths("ablation_mnist_b10")
+    constant, cosine = {"optim.lr_schedule": "constant"}, {"optim.lr_schedule": "cosine"}
+    assert paths("table1_adam_mnist", **{"meprop.rule": "topk"}, **constant) <= paths("fig4_topk")
+    assert paths("table1_adam_mnist", **{"meprop.rule": "unbiased_centred"}, **constant) <= paths("ablation_mnist_b10")
+    assert paths("table1_adam_mnist", **cosine) == paths("ablation_mnist_lr")
+    assert paths("table1_adam_mnist_full", **cosine) == {
+        job.path(CONFIG_DIR) for job in map(full_backprop_job, expand("ablation_mnist_lr"))}
     assert paths("table1_adam_parse") <= paths("ablation_parse_adam")
     assert paths("table1_adam_parse_full") == {
         job.path(CONFIG_DIR) for job in map(full_backprop_job, expand("ablation_parse_adam"))}
@@ -72,14 +76,15 @@ def test_extras_win_per_task_and_hydra_settings_name_no_run():
         "data.name=null,data.train=_wsj_train.conllu,k=20,meprop.rule=topk,seed=1",
         "data.name=null,data.train=_wsj_train.conllu,k=20,meprop.rule=unbiased_centred,seed=1"]
     mnist = expand("table1_adam_mnist", extras)
-    assert len(mnist) == 2 and all("epochs" not in job.values for job in mnist)
+    assert len(mnist) == 4 and all("epochs" not in job.values for job in mnist)
 
 
 def test_same_size_twin_keeps_the_settings_and_drops_simplification():
     job = expand("readme_b_mnist_mesimp")[0]
     twin = same_size_job(job, [325, 243])
-    assert twin == make_job(["task=mnist", "batch_size=100", "seed=1", "k=null", "model.hidden=[325,243]"])
-    assert twin.name == "batch_size=100,k=null,model.hidden=[325,243],seed=1"
+    assert twin == make_job(["task=mnist", "batch_size=100", "optim.lr_schedule=constant", "seed=1", "k=null",
+                             "model.hidden=[325,243]"])
+    assert twin.name == "batch_size=100,k=null,model.hidden=[325,243],optim.lr_schedule=constant,seed=1"
 
 
 @pytest.mark.parametrize("bad", [("nope",), ("parsing:k=1",), ("k",)])

@@ -41,6 +41,9 @@ def write_run(root, job, metrics=None, log="", hidden=(500, 500)):
     return run
 
 
+CONSTANT = {"optim.lr_schedule": "constant"}  # the paper's rows (MNIST's default is cosine)
+
+
 def jobs(experiment, **where):
     return [job for job in expand(experiment) if all(job.values.get(k) == v for k, v in where.items())]
 
@@ -48,16 +51,16 @@ def jobs(experiment, **where):
 @pytest.fixture
 def sweep(tmp_path):
     root = tmp_path / "runs"
-    full = jobs("table1_adam_mnist_full")
+    full = jobs("table1_adam_mnist_full", **CONSTANT)
     for job, test in zip(full, (98.0, 98.2, 98.4)):
         write_run(root, job, metrics_for(job, test, backprop_time_s=400.0))
-    meprop = jobs("table1_adam_mnist", **{"meprop.rule": "topk"})
+    meprop = jobs("table1_adam_mnist", **{"meprop.rule": "topk"}, **CONSTANT)
     write_run(root, meprop[0], metrics_for(meprop[0], 98.5, backprop_time_s=20.0))
     write_run(root, meprop[1], log=LOG.format(name="__main__", level="ERROR", message="error: k=20 is boom"))
     write_run(root, meprop[2], log=LOG.format(name="mesimp.engine.trainer", level="INFO",
                                               message="epoch 3.500 step 19250: train loss 0.1"))
     # an unexpected exception: the log's ERROR line, then the traceback
-    adagrad = jobs("table1_adagrad_mnist", **{"meprop.rule": "topk"})
+    adagrad = jobs("table1_adagrad_mnist", **{"meprop.rule": "topk"}, **CONSTANT)
     write_run(root, adagrad[0], log=LOG.format(name="__main__", level="ERROR", message="run failed")
               + "Traceback (most recent call last):\n  File x\nRuntimeError: out of memory\n")
     # a run that failed once and was restarted: it is running again, not failed
@@ -116,8 +119,8 @@ def test_tables_put_ours_beside_the_paper_with_reasons_for_missing_cells(sweep, 
     assert "incomplete (interrupted or running; rerun resumes): mnist meprop: k=10 (seed 2)" in adagrad
     assert "skipped: unusable metrics.json: not valid JSON" in adagrad and "| missing |" in adagrad
     assert "| POS-Tag (Adam) | LSTM (h=500) | WSJ sample | 0/1: not run | missing |" in table1
-    assert "- `mnist/k=20,meprop.rule=topk,seed=2` (MNIST (Adam), meProp (k=20)): failed: error: k=20 is boom" \
-        in table1
+    assert ("- `mnist/k=20,meprop.rule=topk,optim.lr_schedule=constant,seed=2` (MNIST (Adam), meProp (k=20)): "
+            "failed: error: k=20 is boom") in table1
 
     rows = read_csv(out / "table1.csv")
     test = next(r for r in rows if r["task"] == "MNIST (Adam)" and r["model"] == "meProp (k=20)"
@@ -145,10 +148,10 @@ def test_tables_put_ours_beside_the_paper_with_reasons_for_missing_cells(sweep, 
     assert "missing: `cpu.json`: no complete results of group 'mlp'" in (out / "table8.md").read_text()
 
     sources = {row["run"]: row for row in read_csv(out / "sources.csv")}
-    assert sources["mnist/k=null,seed=1"]["status"] == "finished"
-    assert sources["mnist/k=null,seed=1"]["used_in"].split() == ["table1", "table2", "readme_a", "fig4_left",
-                                                                 "backprop_time_vs_k"]
-    assert sources["mnist/k=20,meprop.rule=topk,seed=2"]["status"] == "failed"
+    baseline = sources["mnist/k=null,optim.lr_schedule=constant,seed=1"]
+    assert baseline["status"] == "finished"
+    assert baseline["used_in"].split() == ["table1", "table2", "readme_a", "fig4_left", "backprop_time_vs_k"]
+    assert sources["mnist/k=20,meprop.rule=topk,optim.lr_schedule=constant,seed=2"]["status"] == "failed"
     assert summary.finished == 8
     index = (out / "README.md").read_text()
     assert f"Runs: 8 of {len(summary.runs)} finished" in index and "x86_64 test, torch 2.13.0" in index
@@ -176,10 +179,10 @@ def test_figures_are_drawn_or_skipped_with_their_numbers_kept(sweep, tmp_path, m
 def test_copy_runs_publishes_config_and_log_of_finished_runs(sweep, tmp_path):
     out = tmp_path / "out"
     build(sweep, out, copy_runs=True)
-    run = out / "runs" / "mnist" / "k=null,seed=1"
+    run = out / "runs" / "mnist" / "k=null,optim.lr_schedule=constant,seed=1"
     assert {p.relative_to(run).as_posix() for p in run.rglob("*") if p.is_file()} == {
         "metrics.json", ".hydra/config.yaml", "train.log"}
-    assert not (out / "runs" / "mnist" / "k=20,meprop.rule=topk,seed=2").exists()
+    assert not (out / "runs" / "mnist" / "k=20,meprop.rule=topk,optim.lr_schedule=constant,seed=2").exists()
     assert (out / "bench" / "cpu.json").exists()
 
 
@@ -227,7 +230,7 @@ def test_read_metrics_says_why_a_file_cannot_be_used(tmp_path, content, reason):
 
 
 def test_runs_with_unusable_metrics_are_skipped_and_listed(sweep, tmp_path, capsys):
-    full = jobs("table1_adam_mnist_full")
+    full = jobs("table1_adam_mnist_full", **CONSTANT)
     valid = json.dumps(metrics_for(full[0], 98.0))
     for job, content in zip(full, (valid[:40], "[]", '"x"')):
         (job.path(sweep) / METRICS).write_text(content)
@@ -253,7 +256,7 @@ def test_a_report_that_stops_midway_leaves_the_old_folder_as_it_was(sweep, tmp_p
     out = tmp_path / "out"
     build(sweep, out, copy_runs=True)
     before = snapshot(out)
-    (jobs("table1_adam_mnist_full")[0].path(sweep) / METRICS).write_text("[]")  # new tables would differ
+    (jobs("table1_adam_mnist_full", **CONSTANT)[0].path(sweep) / METRICS).write_text("[]")  # new tables would differ
 
     def broken(*args):
         raise RuntimeError("disk full")
@@ -269,7 +272,7 @@ def test_a_rebuild_replaces_what_it_writes_and_keeps_the_rest(sweep, tmp_path):
     out = tmp_path / "out"
     build(sweep, out, copy_runs=True)
     (out / "NOTES.md").write_text("by hand\n")
-    run = jobs("table1_adam_mnist_full")[0]
+    run = jobs("table1_adam_mnist_full", **CONSTANT)[0]
     (run.path(sweep) / METRICS).write_text("[]")
     build(sweep, out)  # no --copy-runs: the published copies stay
     assert (out / "NOTES.md").read_text() == "by hand\n"
