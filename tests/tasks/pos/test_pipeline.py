@@ -59,7 +59,7 @@ def test_short_real_pos_runs_with_meprop_and_mesimp(tmp_path, shared_data):
     metrics = json.loads(path.read_text())
     assert metrics["task"] == "pos" and metrics["method"] == "meprop" and metrics["epochs_run"] == 2
     assert 30.0 < metrics["best_dev"] <= 100.0  # 100 updates on 200 EWT sentences: well above chance
-    assert metrics["update_ratio"] == 8 / (4 * 64) and metrics["decode_sents_per_s"] > 0
+    assert metrics["update_ratio"] == 8 / 64 and metrics["decode_sents_per_s"] > 0  # k=8 in each gate of 64
 
     wsj = ["data.name=ptb_wsj_sample", "simplify=mesimp", "simplify.cycle_epochs=1", "simplify.prunes_per_epoch=2"]
     result = train(*base, *wsj, runs=tmp_path / "wsj", data=shared_data)
