@@ -86,6 +86,12 @@ def identity(cfg: DictConfig, data_files: Sequence[Path]) -> dict:
         for parent in parents:
             node = node.get(parent, {})
         node.pop(key, None)
+    # Settings of a method the run does not use: full backprop is the same run whatever meprop.* says, and a run
+    # without meSimp whatever simplify.* says, so a task default of theirs changing later does not disown it.
+    if config.get("k") is None and config.get("k_ratio") is None:
+        config.pop("meprop", None)
+    if not config.get("simplify", {}).get("enabled", False):
+        config["simplify"] = {"enabled": False}
     return {"config": config, "data": [fingerprint(Path(path)) for path in data_files]}
 
 

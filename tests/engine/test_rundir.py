@@ -82,6 +82,23 @@ def test_a_run_from_before_a_setting_existed_ran_its_old_behaviour(tmp_path):
         rundir.check_identity(tmp_path, recorded, rundir.identity(compose_config("task=pos", "k=5"), []))
 
 
+def test_settings_of_a_method_the_run_does_not_use_are_not_its_identity(tmp_path):
+    """The tagger's default gates changed after full-backprop runs recorded the old ones: still the same runs."""
+    recorded = rundir.identity(compose_config("task=pos", "k=null", "meprop.gates=joint"), [])
+    assert "meprop" not in recorded["config"] and recorded["config"]["simplify"] == {"enabled": False}
+    old = rundir.identity(compose_config("task=pos", "k=null"), [])
+    old["config"]["meprop"] = {"gates": "joint"}  # as recorded before this rule
+    old["config"]["simplify"]["prune_rate"] = 0.5
+    rundir.check_identity(tmp_path, old, rundir.identity(compose_config("task=pos", "k=null"), []))
+    meprop = rundir.identity(compose_config("task=pos", "k=5", "meprop.gates=joint"), [])
+    with pytest.raises(Refused, match=r"meprop\.gates=joint, not per_gate"):
+        rundir.check_identity(tmp_path, meprop, rundir.identity(compose_config("task=pos", "k=5"), []))
+    mesimp = rundir.identity(compose_config("k=20", "simplify=mesimp"), [])
+    with pytest.raises(Refused, match=r"simplify\.prune_rate=0\.1, not 0\.3"):
+        rundir.check_identity(tmp_path, mesimp, rundir.identity(
+            compose_config("k=20", "simplify=mesimp", "simplify.prune_rate=0.3"), []))
+
+
 def test_an_unreadable_identity_is_refused(tmp_path):
     assert rundir.recorded_identity(tmp_path) is None
     (tmp_path / rundir.IDENTITY).write_text('{"config": {')
