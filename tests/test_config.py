@@ -87,6 +87,9 @@ def test_each_task_defaults_to_the_settings_that_train_and_the_paper_s_stay_one_
     assert compose_config("task=mnist", "optim.lr_schedule=constant").optim.lr_schedule.value == "constant"
     assert compose_config("task=pos").meprop.gates.value == "per_gate"
     assert compose_config("task=pos", "meprop.gates=joint").meprop.gates.value == "joint"
+    # a unit's activeness sums its four gates, and k in each gate keeps 4k a token: the tagger prunes at 0.3
+    rate = {task: compose_config(f"task={task}", "simplify=mesimp").simplify.prune_rate for task in ("mnist", "pos")}
+    assert rate == {"mnist": 0.1, "pos": 0.3}
 
 
 def test_unknown_rule_fails_at_compose():

@@ -109,7 +109,7 @@ def test_mesimp_scores_belong_to_the_network_the_run_ends_with(tmp_path, shared_
 
 def test_cosine_schedule_ends_the_run_at_a_learning_rate_near_zero(tmp_path, shared_data):
     base = ("k=20", "data.train_limit=200", "epochs=2", "evals_per_epoch=1", f"data.root={shared_data}")
-    constant = run(compose_config(*base), tmp_path / "constant")
+    constant = run(compose_config(*base, "optim.lr_schedule=constant"), tmp_path / "constant")
     cosine = run(compose_config(*base, "optim.lr_schedule=cosine"), tmp_path / "cosine")
     assert (constant["lr_schedule"], cosine["lr_schedule"]) == ("constant", "cosine")
     lr = cosine["lr"]

@@ -52,8 +52,8 @@ def test_report_compares_each_rule_with_full_backprop(tmp_path):
         main(["--no-run", "--root", str(root), "--out", str(tmp_path / "out"), "--only", "ablation_mnist_b100"])
     assert done.value.code == 0
     text = (tmp_path / "out" / "ablation_mnist_b100.md").read_text()
-    assert "| batch_size=100 | centred | 1/1 | 98.00 | +0.00 | 96.00 | +0.00 |" in text
-    assert "| batch_size=100 | topk | 1/1 | 97.00 | -1.00 | 95.00 | -1.00 |" in text
+    assert "| batch_size=100, optim.lr_schedule=constant | centred | 1/1 | 98.00 | +0.00 | 96.00 | +0.00 |" in text
+    assert "| batch_size=100, optim.lr_schedule=constant | topk | 1/1 | 97.00 | -1.00 | 95.00 | -1.00 |" in text
 
 
 def test_report_skips_and_lists_runs_with_unusable_metrics(tmp_path, capsys):
@@ -69,7 +69,8 @@ def test_report_skips_and_lists_runs_with_unusable_metrics(tmp_path, capsys):
     assert done.value.code == 0
     line = f"mnist/{jobs[0].name}: skipped: unusable metrics.json: not a JSON object but an array"
     assert f"\n  {line}" in capsys.readouterr().out and f"\n- {line}" in (out / "README.md").read_text()
-    assert "| batch_size=100 | topk | 0/1 | – |" in (out / "ablation_mnist_b100.md").read_text()
+    text = (out / "ablation_mnist_b100.md").read_text()
+    assert "| batch_size=100, optim.lr_schedule=constant | topk | 0/1 | – |" in text
     assert (out / "ablation_pos.md").read_text() == "another ablation's table\n"  # not selected: kept
     index = (out / "README.md").read_text()
     assert "- [ablation_pos](ablation_pos.md)\n" in index  # and still listed, without a figure it lacks
