@@ -78,13 +78,21 @@ def fingerprint(path: Path) -> dict:
     return {"file": str(path), "bytes": path.stat().st_size, "sha256": digest.hexdigest()}
 
 
+def _parent(config: dict, dotted: str) -> tuple[dict, str]:
+    """The dict that holds ``dotted``'s last key (an empty one where a parent is missing), and that key."""
+    *parents, key = dotted.split(".")
+    node = config
+    for parent in parents:
+        node = node.get(parent)
+        if not isinstance(node, dict):
+            return {}, key
+    return node, key
+
+
 def identity(cfg: DictConfig, data_files: Sequence[Path]) -> dict:
     config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     for dotted in NOT_IDENTITY:
-        *parents, key = dotted.split(".")
-        node = config
-        for parent in parents:
-            node = node.get(parent, {})
+        node, key = _parent(config, dotted)
         node.pop(key, None)
     # Settings of a method the run does not use: full backprop is the same run whatever meprop.* says, and a run
     # without meSimp whatever simplify.* says, so a task default of theirs changing later does not disown it.
@@ -130,14 +138,8 @@ def check_identity(run_dir: Path, recorded: dict, current: dict) -> None:
 def _with_settings_before_added(config: dict) -> dict:
     config = copy.deepcopy(config)
     for dotted, value in BEFORE_ADDED.items():
-        *parents, key = dotted.split(".")
-        node = config
-        for parent in parents:
-            node = node.get(parent)
-            if not isinstance(node, dict):
-                break
-        else:
-            node.setdefault(key, value)
+        node, key = _parent(config, dotted)
+        node.setdefault(key, value)
     return config
 
 

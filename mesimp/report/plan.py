@@ -9,8 +9,8 @@ from mesimp.report.sweep import Extras
 
 # The full grid: every job of the experiments the report reads (MNIST with 3 seeds each; parsing and POS one seed
 # each on EWT and the WSJ sample; 186 runs with the same-size twins of the meSimp runs) and the benchmark. Measured
-# on the 2-core development machine, two runs at a time with one thread each: an MNIST run 4-6 minutes, a parser run 6-15, a tagger run
-# 5-20, so about 15-20 run-hours, 7-10 hours of wall time.
+# on the 2-core development machine, two runs at a time with one thread each: an MNIST run 4-6 minutes, a parser
+# run 6-15, a tagger run 5-20, so about 15-20 run-hours, 7-10 hours of wall time.
 DEFAULT_ROOT = Path(os.environ.get("MESIMP_RUNS") or "runs")  # the runner's own runs root
 DEFAULT_OUT = Path("results") / "paper"
 # FAST runs differ (and are named differently) from the real ones; they and their report stay out of results/
