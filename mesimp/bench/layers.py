@@ -83,7 +83,8 @@ def bench_linear(case: str, batch: int, n_in: int, n_out: int, ks: list[int], re
     contenders = {"dense": _backward_timer(dense, (x,), dy, device)}
     for k in ks:
         for scope, select, rule in variants:
-            layer = MePropLinear.from_linear(dense, k, scope=scope, select=select, rule=rule, generator=generator)
+            layer = MePropLinear.from_linear(dense, k, scope=scope, select=select, rule=rule, generator=generator,
+                                             grad_in_place=True)  # as the training loop builds them
             contenders[f"{k}/{scope}/{select}/{rule}"] = _backward_timer(layer, (x,), dy, device)
     times = side_by_side(contenders, repeats, warmup)
     return [LayerResult("layer", case, batch, n_in, n_out, k, scope, select, times["dense"] * 1e3,

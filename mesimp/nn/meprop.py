@@ -157,6 +157,19 @@ def keep_per_example(dy: Tensor, k: int, select: Select, generator: torch.Genera
     return indices, dy.gather(1, indices)
 
 
+def _grad_to_add_into(layer: "MePropLinear", weight: Tensor) -> Tensor | None:
+    """``weight.grad`` where the layer adds its dL/dW into it itself (``grad_in_place``), else None.
+
+    Only for the centred rules, whose dL/dW is dense-shaped: autograd would sum it into ``.grad`` in a second pass
+    over the whole matrix. Not while diagnosing, which compares the returned gradient with the exact one.
+    """
+    grad = weight.grad
+    if (layer.grad_in_place and layer.rule in CENTRED_RULES and not layer.diagnose and grad is not None
+            and grad.layout == torch.strided and grad.is_contiguous() and not grad.requires_grad):
+        return grad
+    return None
+
+
 class _MePropLinearFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, layer: "MePropLinear") -> Tensor:
@@ -205,7 +218,10 @@ class _MePropLinearFunction(torch.autograd.Function):
             dw = None
             if need_w:
                 w_indices, w_values = kept.sample if sampled else (indices, values)
-                dw = rule_weight_grad(layer.rule, ctx.weight_param, x, dy, dy_sum, w_indices, w_values)
+                into = _grad_to_add_into(layer, ctx.weight_param)
+                dw = rule_weight_grad(layer.rule, ctx.weight_param, x, dy, dy_sum, w_indices, w_values, into=into)
+                if into is not None:
+                    dw = None  # already in weight.grad
             db = None
             if need_b:
                 db = dy_sum if layer.bias_grad == "dense" else kept_bias_grad(values, indices, dy.shape[1])
@@ -226,7 +242,11 @@ class MePropLinear(ReportsBackward, nn.Linear):
     ``"topk"`` the paper's S^T x, ``"unbiased"`` an unbiased k-entry sample of each row instead, ``"centred"``
     and ``"unbiased_centred"`` add the exact rank-one mean term, ``"dense_dw"`` the exact dy^T x (an ablation);
     :mod:`mesimp.nn.sparse_grad` has the formulas. The random rules draw from ``generator``.
-    The attributes ``k``, ``scope``, ``select``, ``rule`` may be changed between steps.
+    ``grad_in_place=True`` (the project's training loop sets it): with a centred rule and a dense ``weight.grad``
+    the layer adds dL/dW into ``weight.grad`` itself and hands autograd nothing for the weight, saving a pass over
+    the whole matrix; only for training loops that call ``backward()`` and read ``.grad`` (not for
+    ``torch.autograd.grad`` or hooks on the weight, which would then not see this gradient).
+    The attributes ``k``, ``scope``, ``select``, ``rule``, ``grad_in_place`` may be changed between steps.
 
     Report hooks (``register_report_hook``) receive a :class:`BackwardReport` after every backward;
     with none registered and a dense k, the layer runs plain ``F.linear`` and costs nothing extra.
@@ -244,6 +264,7 @@ class MePropLinear(ReportsBackward, nn.Linear):
         bias_grad: BiasGrad = "dense",
         rule: Rule = "topk",
         generator: torch.Generator | None = None,
+        grad_in_place: bool = False,
         device=None,
         dtype=None,
     ) -> None:
@@ -256,6 +277,7 @@ class MePropLinear(ReportsBackward, nn.Linear):
         self.select: Select = select
         self.bias_grad: BiasGrad = bias_grad
         self.generator = generator
+        self.grad_in_place = grad_in_place
         self._report_hooks = OrderedDict()
 
     @classmethod

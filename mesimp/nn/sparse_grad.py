@@ -38,18 +38,21 @@ def example_weight_grad(weight: Tensor, x: Tensor, indices: Tensor, values: Tens
 
 
 def rule_weight_grad(rule: Rule, weight: Tensor, x: Tensor, dy: Tensor, dy_sum: Tensor | None, indices: Tensor,
-                     values: Tensor, example: Tensor | None = None) -> Tensor:
+                     values: Tensor, example: Tensor | None = None, into: Tensor | None = None) -> Tensor:
     """dL/dW of ``y = x W^T`` under a per-example rule, from the rule's kept entries of dy.
 
     (indices, values): the top-k for ``topk`` and ``centred``, an unbiased sample (:func:`sample_kept`) for the
     ``unbiased`` rules. ``topk`` and ``unbiased``: S^T x. ``centred`` and ``unbiased_centred``: the same plus the
     exact rank-one mean term (:func:`kernels.centred_t_times_input`; needs ``dy_sum``, dy's column sums). ``dense_dw``: the
     exact dy^T x (an ablation: no saving). ``example`` maps rows of dy to rows of x (default: the same).
+    ``into`` (the centred rules only): a tensor the result is added to in place, and returned.
     """
+    if into is not None and rule not in CENTRED_RULES:
+        raise ValueError(f"only the centred rules add into a given tensor, not {rule!r}")
     if rule == "dense_dw":
         return dy.t() @ (x if example is None else x.index_select(0, example))
     if rule in CENTRED_RULES:
-        return kernels.centred_t_times_input(indices, values, x, dy_sum, example)
+        return kernels.centred_t_times_input(indices, values, x, dy_sum, example, into)
     return example_weight_grad(weight, x, indices, values, example)
 
 

@@ -57,7 +57,9 @@ def prepare_model(cfg: TrainConfig, task: TrainTask, model: nn.Module,
                         bias_grad=cfg.meprop.bias_grad.value, rule=effective_rule(cfg).value,
                         generator=generator)
     dense = [] if cfg.meprop.output_layer else list(output_layers)
-    tracked = convert_to_meprop(model, cfg.k, k_ratio=cfg.k_ratio, exclude=dense, **layer_kwargs)
+    # the training loop reads .grad after backward(): the centred rules may add into it themselves
+    tracked = convert_to_meprop(model, cfg.k, k_ratio=cfg.k_ratio, exclude=dense, grad_in_place=True,
+                                **layer_kwargs)
     if dense:
         convert_to_meprop(model, None, exclude=tracked, **layer_kwargs)
     for name, module in model.named_modules():

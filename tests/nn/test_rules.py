@@ -130,6 +130,39 @@ def test_rules_are_exact_when_k_covers_the_width(rule):
     torch.testing.assert_close(layer.weight.grad, dy.t() @ x, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("rule", ["centred", "unbiased_centred"])
+@pytest.mark.parametrize("rows, n_in", [(ROWS, IN), (3000, 700)])  # one and two threads in the kernel
+def test_grad_in_place_adds_what_autograd_would(rule, rows, n_in):
+    """grad_in_place: dL/dW is added into the dense .grad the loop keeps, equal to autograd's own sum."""
+    torch.manual_seed(8)
+    x = torch.randn(rows, n_in, dtype=torch.float64) + 2.0
+    dy = torch.randn(rows, OUT, dtype=torch.float64)
+    held = torch.randn(OUT, n_in, dtype=torch.float64)  # a gradient from an earlier backward
+    grads = []
+    for in_place in (False, True):
+        torch.manual_seed(0)
+        layer = MePropLinear(n_in, OUT, K, rule=rule, generator=torch.Generator().manual_seed(5),
+                             grad_in_place=in_place, dtype=torch.float64)
+        layer.weight.grad = held.clone()
+        buffer = layer.weight.grad
+        (layer(x) * dy).sum().backward()
+        assert layer.weight.grad is buffer  # the loop's buffer, kept
+        grads.append(layer.weight.grad)
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-12, atol=1e-12)
+    assert not torch.equal(grads[0], held)
+
+
+def test_grad_in_place_off_by_default_so_autograd_grad_sees_the_weight():
+    torch.manual_seed(9)
+    x = torch.randn(ROWS, IN, dtype=torch.float64)
+    dy = torch.randn(ROWS, OUT, dtype=torch.float64)
+    layer, _, dw, _ = run_rule("centred", x, dy)
+    layer.weight.grad = torch.zeros_like(layer.weight)
+    (got,) = torch.autograd.grad((layer(x) * dy).sum(), layer.weight)
+    torch.testing.assert_close(got, dw, rtol=1e-12, atol=1e-12)
+    assert torch.count_nonzero(layer.weight.grad) == 0
+
+
 def test_unbiased_weight_gradient_is_unbiased_and_topk_is_not():
     """In distribution: over many draws the unbiased rule's dL/dW averages to the dense one; the paper's does not."""
     torch.manual_seed(6)

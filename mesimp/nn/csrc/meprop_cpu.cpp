@@ -458,9 +458,12 @@ at::Tensor kept_times_weight(const at::Tensor& indices, const at::Tensor& values
 // With a non-empty ``dy_sum`` (the centred rules; every unit has a row: slot is the identity), the result is
 // S^T x + (dy_sum - S^T 1) xbar^T, xbar the mean of the rows of x the entries use: the column sums of x are taken
 // tile by tile while the tile sits in L2 for the products, and the rank-one term is added as each row is written
-// out, so the centred rule costs no extra pass over x or over the result.
+// out, so the centred rule costs no extra pass over x or over the result. A non-empty ``into`` (centred only: a
+// contiguous (units, in) tensor, a parameter's .grad) receives the result added to what it holds, and is returned:
+// the caller then skips autograd's read-modify-write of a whole-width gradient into .grad.
 at::Tensor kept_t_times_input(const at::Tensor& indices, const at::Tensor& values, const at::Tensor& example,
-                              const at::Tensor& x, const at::Tensor& slot, int64_t units, const at::Tensor& dy_sum) {
+                              const at::Tensor& x, const at::Tensor& slot, int64_t units, const at::Tensor& dy_sum,
+                              const at::Tensor& into) {
   check_pairs(indices, values);
   const auto xs = x.contiguous();
   const auto idx = indices.contiguous();
@@ -470,7 +473,11 @@ at::Tensor kept_t_times_input(const at::Tensor& indices, const at::Tensor& value
   const int64_t rows = idx.size(0), k = idx.size(1), in = xs.size(1);
   TORCH_CHECK(ex.numel() == 0 || ex.numel() == rows, "example must be empty or one entry per row");
   const int64_t blocks = (in + kColumnBlock - 1) / kColumnBlock;
-  auto out = at::empty({units, in}, xs.options());
+  const bool accumulate = into.numel() > 0;
+  TORCH_CHECK(!accumulate || (dy_sum.numel() > 0 && into.is_contiguous() && into.dim() == 2 &&
+                              into.size(0) == units && into.size(1) == in && into.scalar_type() == xs.scalar_type()),
+              "into must be a contiguous (units, in) tensor of x's type, with dy_sum");
+  auto out = accumulate ? into : at::empty({units, in}, xs.options());
   AT_DISPATCH_FLOATING_TYPES(xs.scalar_type(), "kept_t_times_input", [&] {
     const scalar_t* X = xs.data_ptr<scalar_t>();
     const int64_t* I = idx.data_ptr<int64_t>();
@@ -517,14 +524,16 @@ at::Tensor kept_t_times_input(const at::Tensor& indices, const at::Tensor& value
       // copies it out at the end: two threads updating the two halves of the same rows of the result run 2x
       // slower than one (the prefetchers pull the neighbour's lines; measured at 500 inputs), even with no line
       // shared. A unit's first product is written, later ones added: nothing is zero-filled beforehand.
-      std::vector<scalar_t> buffer(one_thread ? 0 : units * std::min(kColumnBlock, in));
+      // One thread writes its products straight into the result, unless the result holds a gradient to add to.
+      const bool direct = one_thread && !accumulate;
+      std::vector<scalar_t> buffer(direct ? 0 : units * std::min(kColumnBlock, in));
       std::vector<uint8_t> touched(units);
       std::vector<double> mean(centred ? std::min(kColumnBlock, in) : 0);
       std::vector<scalar_t> tile_sum(mean.size());
       for (int64_t b = begin; b < end; ++b) {
         const int64_t c0 = b * kColumnBlock, n = std::min(kColumnBlock, in - c0);
-        scalar_t* base = one_thread ? O + c0 : buffer.data();
-        const int64_t ld = one_thread ? in : n;
+        scalar_t* base = direct ? O + c0 : buffer.data();
+        const int64_t ld = direct ? in : n;
         std::fill(touched.begin(), touched.end(), uint8_t(0));
         std::fill(mean.begin(), mean.end(), 0.0);
         for (int64_t t = 0; t < tiles; ++t) {
@@ -572,15 +581,21 @@ at::Tensor kept_t_times_input(const at::Tensor& indices, const at::Tensor& value
             scalar_t* dst = O + u * in + c0;
             const scalar_t* src = base + u * ld;
             const scalar_t a = coef[u];
-            if (!touched[u]) for (int64_t c = 0; c < n; ++c) dst[c] = a * m[c];
-            else for (int64_t c = 0; c < n; ++c) dst[c] = src[c] + a * m[c];
+            if (accumulate) {
+              if (!touched[u]) for (int64_t c = 0; c < n; ++c) dst[c] += a * m[c];
+              else for (int64_t c = 0; c < n; ++c) dst[c] += src[c] + a * m[c];
+            } else if (!touched[u]) {
+              for (int64_t c = 0; c < n; ++c) dst[c] = a * m[c];
+            } else {
+              for (int64_t c = 0; c < n; ++c) dst[c] = src[c] + a * m[c];
+            }
           }
           continue;
         }
         for (int64_t u = 0; u < units; ++u) {
           scalar_t* dst = O + u * in + c0;
           if (!touched[u]) std::fill(dst, dst + n, scalar_t(0));
-          else if (!one_thread) std::copy(base + u * n, base + (u + 1) * n, dst);
+          else if (!direct) std::copy(base + u * n, base + (u + 1) * n, dst);
         }
       }
     });
