@@ -56,14 +56,16 @@ def uses_meprop(cfg: TrainConfig) -> bool:
 def check_same_method(cfg: TrainConfig, previous: dict, path: Path) -> None:
     """A finished run from before identity.json, found under this command's directory, must have run what is asked
     for now where a task's default changed since (the parser's rule to unbiased_centred, MNIST's learning rate to
-    cosine, the tagger's gates to per_gate). Its metrics.json records some of these; what it lacks, it ran as the
-    paper does (topk, a constant rate, top-k over all gates)."""
+    cosine, the tagger's gates to per_gate, its AdaGrad rate). Its metrics.json records some of these (the rate
+    always); what it lacks, it ran as the paper does (topk, a constant rate, top-k over all gates)."""
     meprop = previous.get("k") is not None or previous.get("k_ratio") is not None
     checks = [("meprop.rule", previous.get("rule", "topk" if meprop else None),
                effective_rule(cfg).value if uses_meprop(cfg) else None),
               ("optim.lr_schedule", previous.get("lr_schedule", "constant"), cfg.optim.lr_schedule.value)]
     if cfg.task == "pos" and meprop and uses_meprop(cfg):
         checks.append(("meprop.gates", "joint", cfg.meprop.gates.value))
+    if "lr" in previous:  # the rate it used: a task's default rate may have changed since
+        checks.append(("optim.lr", previous["lr"], learning_rate(cfg)))
     for key, had, wanted in checks:
         if had != wanted:
             raise UserError(f"{path} is a finished run with {key}={had}, not {wanted} (a task's default may have "

@@ -62,12 +62,14 @@ def test_short_real_run_writes_metrics(tmp_path, shared_data):
     assert again.returncode == 0 and "already complete" in again.stderr + again.stdout
     # a finished run from before identities were recorded (no identity.json) of another rule or rate is refused,
     # not returned: one that records another rule, one from before meprop.rule (it records none: topk, while
-    # MNIST's default is now unbiased_centred), one from before optim.lr_schedule (constant; MNIST's is cosine)
+    # MNIST's default is now unbiased_centred), one from before optim.lr_schedule (constant; MNIST's is cosine), one
+    # at another rate (a task's default rate changed)
     assert (metrics["rule"], metrics["lr_schedule"]) == ("unbiased_centred", "cosine")
     (run_dir / "identity.json").unlink()
     for key, recorded, expected in (("rule", "centred", "meprop.rule=centred, not unbiased_centred"),
                                     ("rule", None, "meprop.rule=topk, not unbiased_centred"),
-                                    ("lr_schedule", None, "optim.lr_schedule=constant, not cosine")):
+                                    ("lr_schedule", None, "optim.lr_schedule=constant, not cosine"),
+                                    ("lr", 0.002, "optim.lr=0.002, not 0.001")):
         stale_metrics = {name: value for name, value in metrics.items() if name != key}
         if recorded:
             stale_metrics[key] = recorded

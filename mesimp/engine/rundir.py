@@ -100,7 +100,18 @@ def identity(cfg: DictConfig, data_files: Sequence[Path]) -> dict:
         config.pop("meprop", None)
     if not config.get("simplify", {}).get("enabled", False):
         config["simplify"] = {"enabled": False}
-    return {"config": config, "data": [fingerprint(Path(path)) for path in data_files]}
+    return {"config": _with_effective_lr(config), "data": [fingerprint(Path(path)) for path in data_files]}
+
+
+def _with_effective_lr(config: dict) -> dict:
+    """``config`` with the learning rate the run used in optim.lr and without the task's table of default rates
+    (default_lr): a run is the same whether its rate was given or came from the table, and a default changing
+    later disowns the runs that used it, not those of the other optimizers."""
+    defaults = config.pop("default_lr", None)
+    optim = config.get("optim")
+    if isinstance(optim, dict) and optim.get("lr") is None and isinstance(defaults, dict):
+        optim["lr"] = defaults.get(optim.get("name"))
+    return config
 
 
 def recorded_identity(run_dir: Path) -> dict | None:
@@ -124,7 +135,7 @@ BEFORE_ADDED = {"optim.lr_schedule": "constant", "meprop.gates": "joint"}
 def check_identity(run_dir: Path, recorded: dict, current: dict) -> None:
     """Refuse a command that is not the run recorded here. Other keys only one side has are skipped: a setting
     added to the schema since the run started has its old behaviour as default."""
-    changed = _first_difference(_with_settings_before_added(recorded["config"]), current["config"])
+    changed = _first_difference(_as_recorded_now(recorded["config"]), current["config"])
     if changed:
         key, had, wanted = changed
         raise Refused(f"{run_dir} holds a run with {key}={had}, not {wanted}: {START_OVER}")
@@ -135,12 +146,14 @@ def check_identity(run_dir: Path, recorded: dict, current: dict) -> None:
         raise Refused(f"{run_dir} holds a run trained on other data ({detail}): {START_OVER}")
 
 
-def _with_settings_before_added(config: dict) -> dict:
+def _as_recorded_now(config: dict) -> dict:
+    """A recorded config as :func:`identity` would write it today (what it did before a setting existed, its
+    effective learning rate)."""
     config = copy.deepcopy(config)
     for dotted, value in BEFORE_ADDED.items():
         node, key = _parent(config, dotted)
         node.setdefault(key, value)
-    return config
+    return _with_effective_lr(config)
 
 
 def changed_file(recorded: Iterable[dict], current: Iterable[dict]) -> tuple[dict, dict] | None:

@@ -53,7 +53,7 @@ def test_other_settings_or_other_data_are_refused(tmp_path):
     first.write_text("one")
     second.write_text("two")
     recorded = rundir.identity(compose_config("k=20"), [first])
-    with pytest.raises(Refused, match=r"holds a run with optim\.lr=None, not 0\.5: resume=false retrains"):
+    with pytest.raises(Refused, match=r"holds a run with optim\.lr=0\.001, not 0\.5: resume=false retrains"):
         rundir.check_identity(tmp_path, recorded, rundir.identity(compose_config("k=20", "optim.lr=0.5"), [first]))
     with pytest.raises(Refused, match=rf"trained on other data \({first} then, {second} now differ\)"):
         rundir.check_identity(tmp_path, recorded, rundir.identity(compose_config("k=20"), [second]))
@@ -80,6 +80,25 @@ def test_a_run_from_before_a_setting_existed_ran_its_old_behaviour(tmp_path):
     del recorded["config"]["meprop"]["gates"]
     with pytest.raises(Refused, match=r"holds a run with meprop\.gates=joint, not per_gate"):
         rundir.check_identity(tmp_path, recorded, rundir.identity(compose_config("task=pos", "k=5"), []))
+
+
+def test_a_run_is_its_effective_learning_rate_not_the_table_of_defaults(tmp_path):
+    """A rate given or taken from the task's default_lr is the same run; a default changing later disowns only
+    the runs that used it (recorded: with default_lr in the config, as before this rule)."""
+    recorded = rundir.identity(compose_config("task=pos", "k=5", "optim=adagrad"), [])
+    assert "default_lr" not in recorded["config"] and recorded["config"]["optim"]["lr"] is not None
+    old = {"data": [], "config": {**recorded["config"], "optim": {**recorded["config"]["optim"], "lr": None},
+                                  "default_lr": {"adam": 0.001, "adagrad": 0.02}}}
+    rundir.check_identity(tmp_path, old, rundir.identity(
+        compose_config("task=pos", "k=5", "optim=adagrad", "optim.lr=0.02"), []))
+    with pytest.raises(Refused, match=r"holds a run with optim\.lr=0\.02, not 0\.03"):
+        rundir.check_identity(tmp_path, old, rundir.identity(
+            compose_config("task=pos", "k=5", "optim=adagrad", "default_lr.adagrad=0.03"), []))
+    adam = rundir.identity(compose_config("task=pos", "k=5"), [])
+    adam["config"]["default_lr"] = {"adam": 0.001, "adagrad": 0.02}
+    adam["config"]["optim"]["lr"] = None
+    rundir.check_identity(tmp_path, adam, rundir.identity(
+        compose_config("task=pos", "k=5", "default_lr.adagrad=0.03"), []))
 
 
 def test_settings_of_a_method_the_run_does_not_use_are_not_its_identity(tmp_path):
