@@ -7,6 +7,7 @@ from omegaconf.errors import ConfigKeyError, ValidationError
 
 from mesimp.config import OptimName, Scope, effective_rule, validate
 from mesimp.errors import UserError
+from mesimp.report.sweep import expand
 from mesimp.runner import learning_rate, method_name
 from tests.helpers import compose_config
 
@@ -90,6 +91,11 @@ def test_each_task_defaults_to_the_settings_that_train_and_the_paper_s_stay_one_
     # a unit's activeness sums its four gates, and k in each gate keeps 4k a token: the tagger prunes at 0.3
     rate = {task: compose_config(f"task={task}", "simplify=mesimp").simplify.prune_rate for task in ("mnist", "pos")}
     assert rate == {"mnist": 0.1, "pos": 0.3}
+    # AdaGrad: the tagger's rate is the one chosen on dev (0.1), the paper's tables pin the paper's 0.01
+    rate = {task: learning_rate(OmegaConf.to_object(compose_config(f"task={task}", "optim=adagrad")))
+            for task in ("mnist", "parse", "pos")}
+    assert rate == {"mnist": 0.1, "parse": 0.01, "pos": 0.1}
+    assert {job.values["optim.lr"] for job in expand("table1_adagrad_pos")} == {"0.01"}
 
 
 def test_unknown_rule_fails_at_compose():
