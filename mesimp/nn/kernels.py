@@ -180,7 +180,9 @@ def centred_t_times_input(indices: Tensor, values: Tensor, x: Tensor, dy_sum: Te
     """
     width = dy_sum.shape[0]
     kernel = _kernel(x)
-    if kernel is not None and values.dtype == x.dtype and (into is None or into.is_contiguous()):
+    # the kernel adds into a contiguous tensor of x's type only; anything else goes through the fallback
+    into_fits = into is None or (into.is_contiguous() and into.dtype == x.dtype)
+    if kernel is not None and values.dtype == x.dtype and into_fits:
         rows_of_x = example if example is not None else indices.new_empty(0)
         every_unit = torch.arange(width, device=indices.device)
         return kernel.kept_t_times_input(indices, values, rows_of_x, x, every_unit, width, dy_sum,

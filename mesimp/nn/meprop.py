@@ -165,7 +165,7 @@ def _grad_to_add_into(layer: "MePropLinear", weight: Tensor) -> Tensor | None:
     """
     grad = weight.grad
     if (layer.grad_in_place and layer.rule in CENTRED_RULES and not layer.diagnose and grad is not None
-            and grad.layout == torch.strided and grad.is_contiguous() and not grad.requires_grad):
+            and grad.layout == torch.strided and not grad.requires_grad):
         return grad
     return None
 
