@@ -17,7 +17,7 @@
 #include <limits>
 #include <type_traits>
 #include <vector>
-#ifdef __AVX512F__
+#if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
@@ -38,11 +38,55 @@ void check_pairs(const at::Tensor& indices, const at::Tensor& values) {
   TORCH_CHECK(!indices.is_cuda() && !values.is_cuda(), "CPU tensors only");
 }
 
+#if defined(__AVX2__) && !defined(__AVX512F__)
+// AVX2 has no compress instruction: the permutation that packs a comparison's 8 lanes (its movemask) to the
+// front, in order, comes from a 256-entry table.
+struct PackTable {
+  alignas(32) int32_t lanes[256][8];
+  constexpr PackTable() : lanes() {
+    for (int mask = 0; mask < 256; ++mask) {
+      int n = 0;
+      for (int lane = 0; lane < 8; ++lane)
+        if (mask & (1 << lane)) lanes[mask][n++] = lane;
+      for (; n < 8; ++n) lanes[mask][n] = 0;
+    }
+  }
+};
+constexpr PackTable kPack{};
+
+inline __m256 abs_ps(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
+inline __m256d abs_pd(__m256d v) { return _mm256_andnot_pd(_mm256_set1_pd(-0.0), v); }
+
+// The magnitudes of a full block of 16 entries as four vectors of 4 doubles.
+inline void magnitudes16(const float* block, __m256d out[4]) {
+  const __m256 a = abs_ps(_mm256_loadu_ps(block)), b = abs_ps(_mm256_loadu_ps(block + 8));
+  out[0] = _mm256_cvtps_pd(_mm256_castps256_ps128(a));
+  out[1] = _mm256_cvtps_pd(_mm256_extractf128_ps(a, 1));
+  out[2] = _mm256_cvtps_pd(_mm256_castps256_ps128(b));
+  out[3] = _mm256_cvtps_pd(_mm256_extractf128_ps(b, 1));
+}
+inline void magnitudes16(const double* block, __m256d out[4]) {
+  for (int q = 0; q < 4; ++q) out[q] = abs_pd(_mm256_loadu_pd(block + 4 * q));
+}
+
+inline double sum4(__m256d v) {
+  const __m128d pair = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+  return _mm_cvtsd_f64(_mm_add_sd(pair, _mm_unpackhi_pd(pair, pair)));
+}
+
+// Inclusive prefix sums of 4 doubles in a register.
+inline __m256d prefix4(__m256d x) {
+  x = _mm256_add_pd(x, _mm256_blend_pd(_mm256_permute4x64_pd(x, _MM_SHUFFLE(2, 1, 0, 0)), _mm256_setzero_pd(), 1));
+  return _mm256_add_pd(x, _mm256_permute2f128_pd(x, x, 0x08));  // + (0, 0, x0, x1)
+}
+#endif
+
 }  // namespace
 
 // The k-th largest of v[0..n) (v may be reordered). std::nth_element's partitions mispredict about every other
-// comparison on random magnitudes; with AVX-512, up to 64 floats are ranked instead: each value's count of larger
-// ones in vector registers (a compare and a masked add per value), then the smallest value with fewer than k above.
+// comparison on random magnitudes; with AVX-512 (or AVX2), up to 64 floats are ranked instead: each value's count of
+// larger ones in vector registers (a compare and a masked add per value), then the smallest value with fewer than k
+// above.
 template <typename scalar_t>
 scalar_t kth_largest(scalar_t* v, int64_t n, int64_t k) {
 #ifdef __AVX512F__
@@ -68,6 +112,34 @@ scalar_t kth_largest(scalar_t* v, int64_t n, int64_t k) {
       for (int64_t q = 0; q < vecs; ++q)
         kth = _mm512_mask_min_ps(kth, _mm512_cmplt_epi32_mask(above[q], rank), kth, value[q]);
       return _mm512_reduce_min_ps(kth);
+    }
+  }
+#elif defined(__AVX2__)
+  if constexpr (std::is_same_v<scalar_t, float>) {
+    if (n <= 64) {
+      const int64_t vecs = (n + 7) / 8;
+      __m256 value[8];
+      __m256i above[8];
+      const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+      const __m256 minus_inf = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+      for (int64_t q = 0; q < vecs; ++q) {  // lanes past n hold -inf: n values are above them, never fewer than k
+        const __m256i live = _mm256_cmpgt_epi32(_mm256_set1_epi32(int32_t(n - 8 * q)), lane);
+        value[q] = _mm256_blendv_ps(minus_inf, _mm256_maskload_ps(v + 8 * q, live), _mm256_castsi256_ps(live));
+        above[q] = _mm256_setzero_si256();
+      }
+      for (int64_t j = 0; j < n; ++j) {  // a true comparison is -1: subtracting it counts
+        const __m256 other = _mm256_set1_ps(v[j]);
+        for (int64_t q = 0; q < vecs; ++q)
+          above[q] = _mm256_sub_epi32(above[q], _mm256_castps_si256(_mm256_cmp_ps(other, value[q], _CMP_GT_OQ)));
+      }
+      __m256 kth = _mm256_set1_ps(std::numeric_limits<float>::infinity());
+      const __m256i rank = _mm256_set1_epi32(int32_t(k));
+      for (int64_t q = 0; q < vecs; ++q)
+        kth = _mm256_blendv_ps(kth, _mm256_min_ps(kth, value[q]),
+                               _mm256_castsi256_ps(_mm256_cmpgt_epi32(rank, above[q])));
+      __m128 low = _mm_min_ps(_mm256_castps256_ps128(kth), _mm256_extractf128_ps(kth, 1));
+      low = _mm_min_ps(low, _mm_movehl_ps(low, low));
+      return _mm_cvtss_f32(_mm_min_ss(low, _mm_shuffle_ps(low, low, 1)));
     }
   }
 #endif
@@ -123,6 +195,21 @@ void top_magnitudes(const scalar_t* row, int64_t width, int64_t k, int64_t* out,
       position = _mm512_add_epi32(position, sixteen);
     }
   }
+#elif defined(__AVX2__)
+  if constexpr (std::is_same_v<scalar_t, float>) {  // 8 entries at a time, packed through kPack's permutations
+    const __m256 limit = _mm256_set1_ps(bound);
+    __m256i position = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i eight = _mm256_set1_epi32(8);
+    for (; j + 8 <= width; j += 8) {
+      const __m256 v = abs_ps(_mm256_loadu_ps(row + j));
+      const int keep = _mm256_movemask_ps(_mm256_cmp_ps(v, limit, _CMP_GE_OQ));
+      const __m256i pack = _mm256_load_si256(reinterpret_cast<const __m256i*>(kPack.lanes[keep]));
+      _mm256_storeu_ps(mag + n, _mm256_permutevar8x32_ps(v, pack));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(c + n), _mm256_permutevar8x32_epi32(position, pack));
+      n += __builtin_popcount(keep);
+      position = _mm256_add_epi32(position, eight);
+    }
+  }
 #endif
   for (; j < width; ++j) {  // branch-free: most entries are filtered out
     const scalar_t v = std::abs(row[j]);
@@ -145,8 +232,8 @@ void top_magnitudes(const scalar_t* row, int64_t width, int64_t k, int64_t* out,
   }
 }
 
-// The sum of |row[0..n)| in double, n <= 16. With AVX-512 a vector tree: a plain reduction loop ends in a chain of
-// dependent scalar adds, which made up most of an unbiased sample's cost.
+// The sum of |row[0..n)| in double, n <= 16. With AVX-512 (AVX2: full blocks) a vector tree: a plain reduction loop
+// ends in a chain of dependent scalar adds, which made up most of an unbiased sample's cost.
 template <typename scalar_t>
 double block_magnitude(const scalar_t* row, int64_t n) {
 #ifdef __AVX512F__
@@ -163,6 +250,13 @@ double block_magnitude(const scalar_t* row, int64_t n) {
     return _mm512_reduce_add_pd(_mm512_add_pd(a, c));
   }
 #else
+#ifdef __AVX2__
+  if (n == 16) {
+    __m256d m[4];
+    magnitudes16(row, m);
+    return sum4(_mm256_add_pd(_mm256_add_pd(m[0], m[1]), _mm256_add_pd(m[2], m[3])));
+  }
+#endif
   double sum = 0;
   for (int64_t i = 0; i < n; ++i) sum += double(std::abs(row[i]));
   return sum;
@@ -179,7 +273,13 @@ inline int64_t count_at_most(const double* v, int64_t n, double p) {
     count += __builtin_popcount(_mm512_mask_cmp_pd_mask(live, _mm512_maskz_loadu_pd(live, v + i), point, _CMP_LE_OQ));
   }
 #else
-  for (int64_t i = 0; i < n; ++i) count += v[i] <= p;
+  int64_t i = 0;
+#ifdef __AVX2__
+  const __m256d point = _mm256_set1_pd(p);
+  for (; i + 4 <= n; i += 4)
+    count += __builtin_popcount(_mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(v + i), point, _CMP_LE_OQ)));
+#endif
+  for (; i < n; ++i) count += v[i] <= p;
 #endif
   return count;
 }
@@ -217,6 +317,24 @@ int64_t offset_in_block(const scalar_t* block, int64_t n, const uint8_t* skip, d
   // lanes past n repeat the block's total: counted only when the whole block is <= p
   const uint32_t at_most = _mm512_cmp_pd_mask(low, point, _CMP_LE_OQ) | (_mm512_cmp_pd_mask(high, point, _CMP_LE_OQ) << 8);
   return std::min<int64_t>(n, __builtin_popcount(at_most));
+#elif defined(__AVX2__)
+  __m256d m[4];
+  if (n == 16 && !skip) {
+    magnitudes16(block, m);
+  } else {  // lanes past n and skipped entries count as 0, as in the AVX-512 path
+    alignas(32) double held[16];
+    for (int64_t i = 0; i < 16; ++i) held[i] = i < n && !(skip && skip[i]) ? double(std::abs(block[i])) : 0.0;
+    for (int q = 0; q < 4; ++q) m[q] = _mm256_load_pd(held + 4 * q);
+  }
+  const __m256d point = _mm256_set1_pd(p);
+  __m256d carry = _mm256_set1_pd(base);
+  int64_t count = 0;
+  for (int q = 0; q < 4; ++q) {  // lanes past n repeat the block's total: counted only when the whole block is <= p
+    const __m256d running = _mm256_add_pd(prefix4(m[q]), carry);
+    count += __builtin_popcount(_mm256_movemask_pd(_mm256_cmp_pd(running, point, _CMP_LE_OQ)));
+    carry = _mm256_permute4x64_pd(running, _MM_SHUFFLE(3, 3, 3, 3));
+  }
+  return std::min<int64_t>(n, count);
 #else
   int64_t count = 0;
   double running = base;
