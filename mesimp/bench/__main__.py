@@ -97,6 +97,17 @@ def format_tables(results: list[dict]) -> str:
     return "\n".join(out[1:])
 
 
+def cpu_model() -> str:
+    """The CPU's model name where the system says it (Linux), else the platform's processor string."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--groups", default=",".join(GROUPS), help=f"comma-separated, of {', '.join(GROUPS)}")
@@ -127,7 +138,8 @@ def main(argv: list[str] | None = None) -> None:
     print(format_tables(results))
     if args.json:
         write_json(args.json, {
-            "machine": f"{platform.machine()} {platform.processor() or platform.system()}",
+            "machine": f"{platform.machine()} {platform.processor() or platform.system()}", "cpu": cpu_model(),
+            "kernel_vector_paths": kernels.vector_paths(),
             "device": describe_device(device),
             "threads": torch.get_num_threads(), "torch": torch.__version__, "code_version": code_version(),
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

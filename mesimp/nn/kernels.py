@@ -240,6 +240,12 @@ def lstm_topk_bptt(gates: Tensor, cells: Tensor, d_out: Tensor, w_hh: Tensor, ba
     return tuple(kernel.lstm_topk_bptt(gates, cells, d_out, w_hh, sizes, k, per_gate))
 
 
+def vector_paths() -> str:
+    """Which vector paths the compiled kernels use (avx512, avx2, portable), or "none" without them."""
+    module = compiled()
+    return module.vector_paths() if module is not None else "none"
+
+
 def main() -> None:
     """Build the extension now (``make install`` runs this) and say whether it works."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -253,4 +259,4 @@ def main() -> None:
     dy = torch.randn(4, 9, dtype=torch.float64)
     indices, values = module.keep_rows(dy, 3, dy.new_empty(0), False)[:2]
     assert torch.equal(indices.sort(1).values, dy.abs().topk(3, dim=1).indices.sort(1).values)
-    print(f"mesimp: compiled kernels ready ({time.perf_counter() - start:.1f} s)")
+    print(f"mesimp: compiled kernels ready, {module.vector_paths()} vector paths ({time.perf_counter() - start:.1f} s)")

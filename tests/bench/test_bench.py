@@ -15,6 +15,7 @@ def test_layer_lstm_and_memory_groups(tmp_path, capsys):
     groups = {r["group"] for r in report["results"]}
     assert groups == {"layer", "mlp", "lstm", "memory"} and report["device"] == "cpu"
     assert report["finished_at"] and "code_version" in report
+    assert report["cpu"] and report["kernel_vector_paths"] in {"avx512", "avx2", "portable", "none"}
     layer = [r for r in report["results"] if r["group"] == "layer"]
     assert {(r["scope"], r["select"]) for r in layer} == {("example", "topk"), ("batch", "topk"),
                                                          ("example", "random"), ("batch", "random")}

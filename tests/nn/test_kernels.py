@@ -13,6 +13,19 @@ def test_kernels_are_built_where_a_compiler_exists(kernel_route):
         assert kernels.compiled() is not None, "make install builds them"
 
 
+def test_vector_paths_follow_the_cpu(kernel_route):
+    # -march=native: the build takes the widest vector paths the CPU has (benchmarks record which)
+    if kernel_route == "pytorch" or kernels.compiled() is None:
+        assert kernels.vector_paths() == "none"
+        return
+    try:
+        flags = set(next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split())
+    except (OSError, StopIteration):
+        pytest.skip("no /proc/cpuinfo to compare with")
+    expected = "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else "portable"
+    assert kernels.vector_paths() == expected
+
+
 def kept_matrix(indices, values, width):
     return torch.zeros(indices.shape[0], width, dtype=values.dtype).scatter_(1, indices, values)
 

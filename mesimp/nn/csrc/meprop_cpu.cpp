@@ -15,6 +15,7 @@
 #include <cmath>
 #include <functional>
 #include <limits>
+#include <string>
 #include <type_traits>
 #include <vector>
 #if defined(__AVX512F__) || defined(__AVX2__)
@@ -879,6 +880,18 @@ bool set_flush_denormal_all_threads(bool enabled) {
   return true;
 }
 
+// Which hand-written vector paths this build took (-march=native decides at build time): benchmarks record it,
+// since the same code is up to 3x apart in its top-k between an AVX-512 and an AVX2 CPU.
+std::string vector_paths() {
+#if defined(__AVX512F__)
+  return "avx512";
+#elif defined(__AVX2__)
+  return "avx2";
+#else
+  return "portable";
+#endif
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("kept_units", &kept_units, "the units that occur in kept indices, and their rows");
   m.def("lookup_grad", &lookup_grad, "gradient of an embedding lookup");
@@ -888,5 +901,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("sample_rows", &sample_rows, "unbiased k-entry sample of each row, given its top-k");
   m.def("kept_times_weight", &kept_times_weight, "dL/dx from k kept entries per row");
   m.def("kept_t_times_input", &kept_t_times_input, "dL/dW from k kept entries per row");
+  m.def("vector_paths", &vector_paths, "avx512, avx2 or portable: the vector paths this build uses");
   m.def("set_flush_denormal_all_threads", &set_flush_denormal_all_threads, "torch.set_flush_denormal on every thread");
 }
