@@ -33,9 +33,11 @@ def _build(verbose: bool = False) -> ModuleType:
 
     # -fopenmp: at::parallel_for is OpenMP in torch's CPU builds; without it the kernels would run on one thread.
     # -mprefer-vector-width=512: GCC otherwise keeps to 256-bit vectors on AVX-512 machines (dL/dW 28 -> 21 ms at
-    # the parser's first layer); ignored where there is no AVX-512.
+    # the parser's first layer); ignored where there is no AVX-512. MESIMP_KERNELS_MARCH: the CPU to build for,
+    # native by default; e.g. x86-64-v3 (AVX2) for a cluster whose nodes differ, x86-64 for the portable code.
+    march = os.environ.get("MESIMP_KERNELS_MARCH", "native")
     return load(name="mesimp_meprop_cpu", sources=[str(SOURCE)],
-                extra_cflags=["-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp"],
+                extra_cflags=["-O3", f"-march={march}", "-mprefer-vector-width=512", "-fopenmp"],
                 extra_ldflags=["-fopenmp"], verbose=verbose)
 
 

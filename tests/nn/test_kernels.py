@@ -1,6 +1,11 @@
 """The compiled kernels against their pure-PyTorch fallbacks and dense references."""
 
+import os
+import platform
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,12 +23,30 @@ def test_vector_paths_follow_the_cpu(kernel_route):
     if kernel_route == "pytorch" or kernels.compiled() is None:
         assert kernels.vector_paths() == "none"
         return
+    march = os.environ.get("MESIMP_KERNELS_MARCH", "native")
+    if march != "native":
+        assert march != "x86-64" or kernels.vector_paths() == "portable"
+        return
     try:
         flags = set(next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split())
     except (OSError, StopIteration):
         pytest.skip("no /proc/cpuinfo to compare with")
     expected = "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else "portable"
     assert kernels.vector_paths() == expected
+
+
+@pytest.mark.slow
+def test_portable_build_passes_the_kernel_tests(tmp_path, kernel_route):
+    # A build for plain x86-64 compiles the AVX2 and AVX-512 paths out: the portable code, which a machine with
+    # either never runs otherwise, must pass the same tests (a fresh build in its own extensions folder, ~2 min).
+    if kernel_route == "pytorch" or platform.machine() != "x86_64" or not shutil.which("c++"):
+        pytest.skip("the portable build is checked once, on x86-64 with a compiler")
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "MESIMP_KERNELS_MARCH": "x86-64", "TORCH_EXTENSIONS_DIR": str(tmp_path)}
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow",
+                          "tests/nn/test_kernels.py", "tests/nn/test_rules.py"],
+                         cwd=root, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
 
 
 def kept_matrix(indices, values, width):
