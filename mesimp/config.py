@@ -48,6 +48,11 @@ class Gates(Enum):
     per_gate = "per_gate"  # LSTM: top-k in each of the four gates (4k kept)
 
 
+class InputGrad(Enum):
+    topk = "topk"  # the paper: dL/dx from the kept entries of dL/dz
+    dense = "dense"  # LSTM: dL/dx from the token's whole dL/dz (exact given the top-k recurrence)
+
+
 class LrSchedule(Enum):
     constant = "constant"  # the paper (the authors' code has no schedule)
     cosine = "cosine"  # lr * (1 + cos(pi * t / T)) / 2 at update t of the run's T
@@ -76,6 +81,9 @@ class MePropConfig:
     output_layer: bool = False
     # LSTM only; the paper does not say where inside the LSTM it applies top-k. configs/task/pos.yaml: per_gate.
     gates: Gates = Gates.joint
+    # LSTM only: how dL/dx, the gradient into the word embeddings and features, is built. configs/task_optim/
+    # pos_adagrad.yaml: dense.
+    input_grad: InputGrad = InputGrad.topk
 
 
 class Device(Enum):
@@ -234,6 +242,9 @@ def validate(cfg: TrainConfig) -> None:
             raise UserError(f"model.pretrained_embeddings is for the word embeddings of task=parse and task=pos, "
                             f"not task={cfg.task}")
         vectors_file(cfg.model.pretrained_embeddings)
+    if cfg.meprop.input_grad != InputGrad.topk and cfg.task != "pos":
+        raise UserError(f"meprop.input_grad={cfg.meprop.input_grad.value} is for the tagger's LSTM (task=pos), "
+                        f"not task={cfg.task}")
     resolve_device(cfg.device.value)  # device=cuda without a GPU
     validate_optim(cfg.optim, cfg.default_lr)
     validate_meprop_widths(cfg)

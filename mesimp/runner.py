@@ -64,6 +64,7 @@ def check_same_method(cfg: TrainConfig, previous: dict, path: Path) -> None:
               ("optim.lr_schedule", previous.get("lr_schedule", "constant"), cfg.optim.lr_schedule.value)]
     if cfg.task == "pos" and meprop and uses_meprop(cfg):
         checks.append(("meprop.gates", "joint", cfg.meprop.gates.value))
+        checks.append(("meprop.input_grad", "topk", cfg.meprop.input_grad.value))
     if "lr" in previous:  # the rate it used: a task's default rate may have changed since
         checks.append(("optim.lr", previous["lr"], learning_rate(cfg)))
     for key, had, wanted in checks:

@@ -141,6 +141,7 @@ def test_a_full_disk_is_one_line_and_leaves_no_partial_file(tmp_path, shared_dat
     (["k=501"], "k=501 exceeds the widest meProp layer (500)"),
     (["task=pos", "k=501"], "k=501 exceeds the widest meProp layer (500) (meprop.gates=per_gate keeps k in each"),
     (["task=pos", "meprop.gates=joint", "k=2001"], "k=2001 exceeds the widest meProp layer (2000)"),
+    (["task=mnist", "k=20", "meprop.input_grad=dense"], "meprop.input_grad=dense is for the tagger's LSTM (task=pos)"),
 ])
 def test_senseless_settings_are_refused_before_any_data_loads(tmp_path, overrides, fragment):
     result = train(*overrides, "data.fetch=false", runs=tmp_path / "runs", data=tmp_path / "no_data_here")

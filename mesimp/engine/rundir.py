@@ -129,7 +129,7 @@ def recorded_identity(run_dir: Path) -> dict | None:
 
 # Settings added to the schema after runs had been recorded whose default is not what those runs did everywhere
 # (a task file sets another): such a run is compared as having run this value.
-BEFORE_ADDED = {"optim.lr_schedule": "constant", "meprop.gates": "joint"}
+BEFORE_ADDED = {"optim.lr_schedule": "constant", "meprop.gates": "joint", "meprop.input_grad": "topk"}
 
 
 def check_identity(run_dir: Path, recorded: dict, current: dict) -> None:

@@ -11,6 +11,11 @@ The element-wise part of the backward (the cell state's path) stays dense, as in
 of the pre-activations"; ``gates="per_gate"`` keeps k in each of the four gates (4k in all). The paper does not
 say which it used.
 
+``input_grad="dense"`` builds ``dL/dx_t`` from the whole ``dL/dz_t`` (``dL/dz_t W_ih``, exact given the top-k
+recurrence) instead of its kept entries: the gradient into the word embeddings and features, which with AdaGrad
+is where the tagger's last gap sits (docs/weight-gradient-rules.md). It costs one dense product with ``W_ih``
+(in x 4h a token) and runs the PyTorch time loop, which keeps ``dL/dz``.
+
 Sequences of different lengths are run as a shrinking batch (longest first, as packed sequences): a finished
 sequence takes no more work, and its outputs past its end are zero.
 """
@@ -33,6 +38,8 @@ from mesimp.nn.sparse_grad import (CENTRED_RULES, SAMPLED_RULES, TOPK_RULES, Bia
 
 Gates = Literal["joint", "per_gate"]
 GATES = ("joint", "per_gate")
+InputGrad = Literal["topk", "dense"]
+INPUT_GRADS = ("topk", "dense")
 
 
 def _run(x: Tensor, batch_sizes: list[int], w_ih: Tensor, w_hh: Tensor, bias: Tensor, keep: bool):
@@ -102,11 +109,13 @@ class _MePropLSTMFunction(torch.autograd.Function):
         start = clock(d_out) if layer._report_hooks else 0.0
         k = layer.effective_k
         compiled = None
-        # the compiled loop keeps no dL/dz rows, which the sampled rules, dense_dw and the diagnostics need
-        if (k is not None and layer.scope == "example" and layer.select == "topk"
-                and layer.rule in TOPK_RULES and not layer.diagnose):
-            compiled = kernels.lstm_topk_bptt(A, C, d_out, w_hh, batch_sizes, k, layer.gates == "per_gate")
         need_x, need_ih, need_hh, need_b = ctx.needs_input_grad[:4]
+        dense_dx = need_x and layer.input_grad == "dense"
+        # the compiled loop keeps no dL/dz rows, which the sampled rules, dense_dw, the dense dL/dx and the
+        # diagnostics need
+        if (k is not None and layer.scope == "example" and layer.select == "topk"
+                and layer.rule in TOPK_RULES and not dense_dx and not layer.diagnose):
+            compiled = kernels.lstm_topk_bptt(A, C, d_out, w_hh, batch_sizes, k, layer.gates == "per_gate")
         if compiled is not None:
             dz_sum, indices, values = compiled  # the kernel keeps no dL/dz, only its sum (the dense bias grad)
         else:
@@ -124,7 +133,9 @@ class _MePropLSTMFunction(torch.autograd.Function):
         else:
             tokens = _token_positions(batch_sizes, batch, d_out.device)
             dx = None
-            if need_x:
+            if dense_dx:  # padded positions have a zero dL/dz, so a zero dL/dx
+                dx = (dz_flat @ w_ih).view_as(x)
+            elif need_x:
                 dx = x.new_zeros(steps * batch, x.shape[-1])
                 dx.index_copy_(0, tokens, kernels.kept_times_weight(indices, values, w_ih))
                 dx = dx.view_as(x)
@@ -213,17 +224,21 @@ class MePropLSTM(ReportsBackward, nn.Module):
     Parameters: ``weight_ih`` (4h, in), ``weight_hh`` (4h, h), ``bias`` (4h); gates stacked as torch's
     (i, f, g, o), so :meth:`from_lstm` copies an ``nn.LSTM`` (its two biases summed). ``k`` counts kept entries
     of the 4h gate gradient per example and time step (per gate with ``gates="per_gate"``); None, 0, or at
-    least the ranked width gives the exact dense backward. Report hooks get one :class:`BackwardReport` per
+    least the ranked width gives the exact dense backward. ``input_grad``: dL/dx from the kept entries (``"topk"``,
+    the paper) or from the whole dL/dz (``"dense"``, see the module's docstring). Report hooks get one :class:`BackwardReport` per
     backward, over every real token: ``indices`` (tokens, kept) of gate entries, ``width`` 4h.
     """
 
     def __init__(self, input_size: int, hidden_size: int, k: int | None = None, scope: Scope = "example",
                  select: Select = "topk", *, gates: Gates = "joint", bias_grad: BiasGrad = "dense",
-                 rule: Rule = "topk", generator: torch.Generator | None = None) -> None:
+                 rule: Rule = "topk", input_grad: InputGrad = "topk", generator: torch.Generator | None = None
+                 ) -> None:
         super().__init__()
         check_options(scope, select, bias_grad, rule)
         if gates not in GATES:
             raise ValueError(f"gates must be one of {GATES}, got {gates!r}")
+        if input_grad not in INPUT_GRADS:
+            raise ValueError(f"input_grad must be one of {INPUT_GRADS}, got {input_grad!r}")
         effective_k(k, 4 * hidden_size)  # validates the sign
         self.input_size = input_size
         self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size))
@@ -235,6 +250,7 @@ class MePropLSTM(ReportsBackward, nn.Module):
         self.gates: Gates = gates
         self.bias_grad: BiasGrad = bias_grad
         self.rule: Rule = rule
+        self.input_grad: InputGrad = input_grad
         self.generator = generator
         self._report_hooks = OrderedDict()
         self.reset_parameters()
@@ -302,4 +318,4 @@ class MePropLSTM(ReportsBackward, nn.Module):
 
     def extra_repr(self) -> str:
         return (f"{self.input_size}, {self.hidden_size}, k={self.k}, scope={self.scope}, select={self.select}, "
-                f"gates={self.gates}, rule={self.rule}")
+                f"gates={self.gates}, rule={self.rule}, input_grad={self.input_grad}")

@@ -67,6 +67,7 @@ def prepare_model(cfg: TrainConfig, task: TrainTask, model: nn.Module,
             for key, value in layer_kwargs.items():
                 setattr(module, key, value)
             module.gates = cfg.meprop.gates.value
+            module.input_grad = cfg.meprop.input_grad.value
             module.k = k_for_width(module.ranked_width, cfg.k, cfg.k_ratio)
             tracked.append(name)
     widths = [ranked_width(model.get_submodule(name)) for name in tracked]

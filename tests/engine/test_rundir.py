@@ -80,6 +80,10 @@ def test_a_run_from_before_a_setting_existed_ran_its_old_behaviour(tmp_path):
     del recorded["config"]["meprop"]["gates"]
     with pytest.raises(Refused, match=r"holds a run with meprop\.gates=joint, not per_gate"):
         rundir.check_identity(tmp_path, recorded, rundir.identity(compose_config("task=pos", "k=5"), []))
+    del recorded["config"]["meprop"]["input_grad"]
+    with pytest.raises(Refused, match=r"holds a run with meprop\.input_grad=topk, not dense"):
+        rundir.check_identity(tmp_path, recorded, rundir.identity(
+            compose_config("task=pos", "k=5", "meprop.gates=joint", "meprop.input_grad=dense"), []))
 
 
 def test_a_run_is_its_effective_learning_rate_not_the_table_of_defaults(tmp_path):

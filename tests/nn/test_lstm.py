@@ -233,6 +233,34 @@ def test_weight_gradient_rules_equal_their_formula(lengths, gates, k):
         torch.testing.assert_close(dw_hh, refs[rule][1], rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("lengths", LENGTHS)
+@pytest.mark.parametrize("gates,k", [("joint", 7), ("per_gate", 2)])
+@pytest.mark.parametrize("rule", ["topk", "dense_dw"])
+def test_dense_input_grad_is_each_tokens_whole_dz_times_w_ih(lengths, gates, k, rule):
+    """input_grad="dense": dL/dx_t = dL/dz_t W_ih with dL/dz_t from the top-k recurrence (the masked reference's
+    dL/dz before its filter); the weight gradients stay the rule's."""
+    _, layer = lstm_pair()
+    layer.k, layer.gates, layer.rule = k, gates, rule
+    x, n = inputs(lengths)
+    weights = [layer.weight_ih, layer.weight_hh, layer.bias]
+    topk_grads = grads(layer(x, n), x, weights)
+    layer.input_grad = "dense"
+    dx, *weight_grads = grads(layer(x, n), x, weights)
+    seen = []
+    grads(reference_lstm(x, n, *weights, grad_mask=topk_mask(k, "example", gates == "per_gate"), seen=seen),
+          x, weights)  # the same upstream gradient as the layer's
+    dz = torch.stack(seen[::-1])  # (T, B, 4h); zero at padded positions
+    torch.testing.assert_close(dx, dz @ layer.weight_ih.detach(), rtol=1e-10, atol=1e-13)
+    assert not torch.allclose(dx, topk_grads[0])
+    for ours, topk in zip(weight_grads, topk_grads[1:]):
+        torch.testing.assert_close(ours, topk, rtol=0, atol=1e-13)
+
+
+def test_input_grad_is_checked():
+    with pytest.raises(ValueError, match="input_grad"):
+        MePropLSTM(IN, HID, input_grad="exact")
+
+
 @pytest.mark.parametrize("gates,k", [("joint", 7), ("per_gate", 2)])
 def test_sampled_weight_gradient_rules_average_to_the_exact_one(gates, k):
     _, layer = lstm_pair()
