@@ -70,7 +70,8 @@ TABLES = [
     (("layer", "mlp", "lstm"),
      "| layer | batch (tokens) | in -> out | k | scope | select | rule | dense (ms) | meProp (ms) | ratio | ideal |",
      lambda r: f"| {r['case']} | {r['batch']} | {r['in_features']} -> {r['out_features']} | {r['k']} | {r['scope']} "
-               f"| {r['select']}{', per gate' if r.get('gates') == 'per_gate' else ''} | {r.get('rule', 'topk')} "
+               f"| {r['select']}{', per gate' if r.get('gates') == 'per_gate' else ''}"
+               f"{', dense dL/dx' if r.get('input_grad') == 'dense' else ''} | {r.get('rule', 'topk')} "
                f"| {r['dense_ms']:.3f} | {r['meprop_ms']:.3f} "
                f"| {r['ratio']:.1f}x | {r['ideal']:.0f}x |"),
     (("memory",), "| backward peak memory | k | scope | growth (MiB) |",

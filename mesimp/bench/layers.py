@@ -44,6 +44,7 @@ class LayerResult:
     ideal: float
     rule: str = "topk"
     gates: str = "joint"  # the LSTM's: top-k over all 4h gate entries, or k in each gate (per_gate)
+    input_grad: str = "topk"  # the LSTM's dL/dx: from the kept entries, or the whole dL/dz (dense)
 
 
 def _backward_timer(layer: nn.Module, inputs: tuple, dy: torch.Tensor, device: torch.device):
@@ -132,21 +133,23 @@ def bench_lstm(case: str, sentences: int, ks: list[int], repeats: int, warmup: i
     x = torch.randn(steps, sentences, n_in, device=device, requires_grad=True)
     dy = torch.randn(steps, sentences, hidden, device=device)
     contenders = {"dense": _backward_timer(dense, (x, lengths), dy, device)}
-    variants = [("example", "topk", "joint"), ("batch", "topk", "joint"), ("example", "topk", "per_gate")]
+    variants = [("example", "topk", "joint", "topk"), ("batch", "topk", "joint", "topk"),
+                ("example", "topk", "per_gate", "topk"), ("example", "topk", "per_gate", "dense")]
     for k in ks:
-        for scope, select, gates in variants:
-            layer = MePropLSTM(n_in, hidden, k, scope, select, gates=gates).to(device)
+        for variant in variants:
+            scope, select, gates, input_grad = variant
+            layer = MePropLSTM(n_in, hidden, k, scope, select, gates=gates, input_grad=input_grad).to(device)
             layer.load_state_dict(dense.state_dict())
             _dense_grads(layer)
-            contenders[f"{k}/{scope}/{select}/{gates}"] = _backward_timer(layer, (x, lengths), dy, device)
+            contenders["/".join(map(str, (k, *variant)))] = _backward_timer(layer, (x, lengths), dy, device)
     times = side_by_side(contenders, repeats, warmup)
     tokens = int(lengths.sum())
     kept = {"joint": 1, "per_gate": 4}  # entries kept per k
     return [LayerResult("lstm", case, tokens, n_in + hidden, 4 * hidden, k, scope, select, times["dense"] * 1e3,
-                        times[f"{k}/{scope}/{select}/{gates}"] * 1e3,
-                        times["dense"] / times[f"{k}/{scope}/{select}/{gates}"], 4 * hidden / (kept[gates] * k),
-                        gates=gates)
-            for k in ks for scope, select, gates in variants]
+                        times[f"{k}/{scope}/{select}/{gates}/{input_grad}"] * 1e3,
+                        times["dense"] / times[f"{k}/{scope}/{select}/{gates}/{input_grad}"],
+                        4 * hidden / (kept[gates] * k), gates=gates, input_grad=input_grad)
+            for k in ks for scope, select, gates, input_grad in variants]
 
 
 def backward_peak_bytes(batch: int, n_in: int, n_out: int, k: int | None, scope: str = "example") -> int:

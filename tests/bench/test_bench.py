@@ -23,11 +23,12 @@ def test_layer_lstm_and_memory_groups(tmp_path, capsys):
     memory = {(r["k"], r["scope"]): r["peak_growth_bytes"] for r in report["results"] if r["group"] == "memory"}
     assert memory[(64, "batch")] < memory[(None, "example")]  # the unified backward builds no dense dL/dW
     lstm = [r for r in report["results"] if r["group"] == "lstm"]
-    assert {(r["scope"], r["gates"]) for r in lstm} == {("example", "joint"), ("batch", "joint"),
-                                                        ("example", "per_gate")}
+    assert {(r["scope"], r["gates"], r["input_grad"]) for r in lstm} == {
+        ("example", "joint", "topk"), ("batch", "joint", "topk"), ("example", "per_gate", "topk"),
+        ("example", "per_gate", "dense")}
     assert all(r["ideal"] == 2000 / r["k"] / (4 if r["gates"] == "per_gate" else 1) for r in lstm)
     printed = capsys.readouterr().out
-    assert "| mnist-b100 |" in printed and "| topk, per gate |" in printed
+    assert "| mnist-b100 |" in printed and "| topk, per gate |" in printed and "| topk, per gate, dense dL/dx |" in printed
 
 
 def test_epochs_report_equal_losses_with_and_without_kernels(tmp_path, shared_data, monkeypatch):
