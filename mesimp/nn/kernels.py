@@ -230,16 +230,17 @@ def lookup_grad(ids: Tensor, grad: Tensor, rows: int) -> Tensor:
 
 
 def lstm_topk_bptt(gates: Tensor, cells: Tensor, d_out: Tensor, w_hh: Tensor, batch_sizes: list[int], k: int,
-                   per_gate: bool) -> tuple[Tensor, Tensor, Tensor] | None:
+                   per_gate: bool, keep_dz: bool = False) -> tuple[Tensor, Tensor, Tensor, Tensor] | None:
     """The LSTM's whole backward time loop with top-k per example, compiled; None where there is no kernel.
 
-    Returns dL/dz (T, B, 4h) and the kept (indices, values) of every real token, time-major.
+    Returns the sum of dL/dz over all tokens (4h), the kept (indices, values) of every real token, time-major,
+    and with ``keep_dz`` every real token's whole dL/dz (tokens, 4h; else an empty tensor).
     """
     kernel = _kernel(gates)
     if kernel is None or gates.dtype not in (torch.float32, torch.float64):
         return None
     sizes = torch.tensor(batch_sizes, dtype=torch.long)
-    return tuple(kernel.lstm_topk_bptt(gates, cells, d_out, w_hh, sizes, k, per_gate))
+    return tuple(kernel.lstm_topk_bptt(gates, cells, d_out, w_hh, sizes, k, per_gate, keep_dz))
 
 
 def vector_paths() -> str:

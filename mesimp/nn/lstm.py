@@ -14,7 +14,7 @@ say which it used.
 ``input_grad="dense"`` builds ``dL/dx_t`` from the whole ``dL/dz_t`` (``dL/dz_t W_ih``, exact given the top-k
 recurrence) instead of its kept entries: the gradient into the word embeddings and features, which with AdaGrad
 is where the tagger's last gap sits (docs/weight-gradient-rules.md). It costs one dense product with ``W_ih``
-(in x 4h a token) and runs the PyTorch time loop, which keeps ``dL/dz``.
+(in x 4h a token); the compiled time loop keeps each token's ``dL/dz`` for it.
 
 Sequences of different lengths are run as a shrinking batch (longest first, as packed sequences): a finished
 sequence takes no more work, and its outputs past its end are zero.
@@ -111,13 +111,14 @@ class _MePropLSTMFunction(torch.autograd.Function):
         compiled = None
         need_x, need_ih, need_hh, need_b = ctx.needs_input_grad[:4]
         dense_dx = need_x and layer.input_grad == "dense"
-        # the compiled loop keeps no dL/dz rows, which the sampled rules, dense_dw, the dense dL/dx and the
-        # diagnostics need
+        # the compiled loop keeps dL/dz rows only for the dense dL/dx; the sampled rules, dense_dw and the
+        # diagnostics run the PyTorch loop
         if (k is not None and layer.scope == "example" and layer.select == "topk"
-                and layer.rule in TOPK_RULES and not dense_dx and not layer.diagnose):
-            compiled = kernels.lstm_topk_bptt(A, C, d_out, w_hh, batch_sizes, k, layer.gates == "per_gate")
+                and layer.rule in TOPK_RULES and not layer.diagnose):
+            compiled = kernels.lstm_topk_bptt(A, C, d_out, w_hh, batch_sizes, k, layer.gates == "per_gate",
+                                              keep_dz=dense_dx)
         if compiled is not None:
-            dz_sum, indices, values = compiled  # the kernel keeps no dL/dz, only its sum (the dense bias grad)
+            dz_sum, indices, values, token_dz = compiled  # dL/dz's sum (the dense bias grad), not dL/dz itself
         else:
             dZ, indices, values = _time_loop(d_out, w_hh, A, C, batch_sizes, k, layer)
             dz_flat = dZ.view(steps * batch, width)
@@ -132,16 +133,16 @@ class _MePropLSTMFunction(torch.autograd.Function):
             db = dz_sum
         else:
             tokens = _token_positions(batch_sizes, batch, d_out.device)
+            dz_rows, kept = None, (indices, values)  # dz_rows: each real token's whole dL/dz, where needed
+            if dense_dx or (layer.rule not in TOPK_RULES and (need_ih or need_hh)):
+                dz_rows = token_dz if compiled is not None else dz_flat.index_select(0, tokens)
             dx = None
-            if dense_dx:  # padded positions have a zero dL/dz, so a zero dL/dx
-                dx = (dz_flat @ w_ih).view_as(x)
-            elif need_x:
+            if need_x:
                 dx = x.new_zeros(steps * batch, x.shape[-1])
-                dx.index_copy_(0, tokens, kernels.kept_times_weight(indices, values, w_ih))
+                dx.index_copy_(0, tokens, dz_rows @ w_ih if dense_dx
+                               else kernels.kept_times_weight(indices, values, w_ih))
                 dx = dx.view_as(x)
-            dz_rows, kept = None, (indices, values)
             if layer.rule not in TOPK_RULES and (need_ih or need_hh):
-                dz_rows = dz_flat.index_select(0, tokens)
                 if layer.rule in SAMPLED_RULES:
                     kept = _sample_gates(dz_rows, indices, values, layer)
             dw_ih = rule_weight_grad(layer.rule, ctx.params[0], x_flat, dz_rows, dz_sum, *kept,

@@ -730,7 +730,7 @@ at::Tensor kept_t_times_input(const at::Tensor& indices, const at::Tensor& value
 // real token in time-major order.
 std::vector<at::Tensor> lstm_topk_bptt(const at::Tensor& gates, const at::Tensor& cells, const at::Tensor& d_out,
                                        const at::Tensor& w_hh, const at::Tensor& batch_sizes, int64_t k,
-                                       bool per_gate) {
+                                       bool per_gate, bool keep_dz) {
   const auto A = gates.contiguous(), C = cells.contiguous(), D = d_out.contiguous(), W = w_hh.contiguous();
   const auto bs = batch_sizes.contiguous();
   TORCH_CHECK(bs.scalar_type() == at::kLong && !A.is_cuda(), "CPU tensors and int64 batch sizes only");
@@ -744,6 +744,8 @@ std::vector<at::Tensor> lstm_topk_bptt(const at::Tensor& gates, const at::Tensor
   auto dz_sums = at::zeros({batch, width}, A.options());
   auto indices = at::empty({first_token[steps], kept}, A.options().dtype(at::kLong));
   auto values = at::empty({first_token[steps], kept}, A.options());
+  // every real token's whole dL/dz (tokens, 4h), for a dense dL/dx; empty unless asked for
+  auto dz_tokens = at::empty({keep_dz ? first_token[steps] : 0, width}, A.options());
   auto dh = at::zeros({batch, hidden}, A.options());
   auto dc = at::zeros({batch, hidden}, A.options());
   AT_DISPATCH_FLOATING_TYPES(A.scalar_type(), "lstm_topk_bptt", [&] {
@@ -756,6 +758,7 @@ std::vector<at::Tensor> lstm_topk_bptt(const at::Tensor& gates, const at::Tensor
     scalar_t* out_v = values.data_ptr<scalar_t>();
     scalar_t* DH = dh.data_ptr<scalar_t>();
     scalar_t* DC = dc.data_ptr<scalar_t>();
+    scalar_t* dz_keep = keep_dz ? dz_tokens.data_ptr<scalar_t>() : nullptr;
     for (int64_t t = steps - 1; t >= 0; --t) {
       // rows are independent within a step; a few rows per task keeps small batches on one thread
       at::parallel_for(0, sizes[t], 4, [&](int64_t begin, int64_t end) {
@@ -783,6 +786,7 @@ std::vector<at::Tensor> lstm_topk_bptt(const at::Tensor& gates, const at::Tensor
           }
           for (int64_t u = 0; u < width; ++u) dz_sum[u] += dz[u];
           const int64_t token = first_token[t] + r;
+          if (dz_keep != nullptr) std::copy(dz, dz + width, dz_keep + token * width);
           int64_t* ri = out_i + token * kept;
           scalar_t* rv = out_v + token * kept;
           if (per_gate) {
@@ -804,7 +808,7 @@ std::vector<at::Tensor> lstm_topk_bptt(const at::Tensor& gates, const at::Tensor
       });
     }
   });
-  return {dz_sums.sum(0), indices, values};
+  return {dz_sums.sum(0), indices, values, dz_tokens};
 }
 
 // The unified (one index set per minibatch) top-k backward of a linear layer, in one call: at small sizes the
