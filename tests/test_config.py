@@ -99,6 +99,12 @@ def test_each_task_defaults_to_the_settings_that_train_and_the_paper_s_stay_one_
             for task in ("mnist", "parse", "pos")}
     assert rate == {"mnist": 0.1, "parse": 0.01, "pos": 0.1}
     assert {job.values["optim.lr"] for job in expand("table1_adagrad_pos")} == {"0.01"}
+    # the tagger with AdaGrad sends each token's whole dL/dz into its embeddings (configs/task_optim/pos_adagrad.yaml)
+    grads = {optim: compose_config("task=pos", f"optim={optim}").meprop.input_grad.value
+             for optim in ("adam", "adagrad")}
+    assert grads == {"adam": "topk", "adagrad": "dense"}
+    assert compose_config("task=pos", "optim=adagrad", "meprop.input_grad=topk").meprop.input_grad.value == "topk"
+    assert {job.values["meprop.input_grad"] for job in expand("table1_adagrad_pos")} == {"topk"}
 
 
 def test_unknown_rule_fails_at_compose():

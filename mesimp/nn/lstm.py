@@ -225,9 +225,10 @@ class MePropLSTM(ReportsBackward, nn.Module):
     Parameters: ``weight_ih`` (4h, in), ``weight_hh`` (4h, h), ``bias`` (4h); gates stacked as torch's
     (i, f, g, o), so :meth:`from_lstm` copies an ``nn.LSTM`` (its two biases summed). ``k`` counts kept entries
     of the 4h gate gradient per example and time step (per gate with ``gates="per_gate"``); None, 0, or at
-    least the ranked width gives the exact dense backward. ``input_grad``: dL/dx from the kept entries (``"topk"``,
-    the paper) or from the whole dL/dz (``"dense"``, see the module's docstring). Report hooks get one :class:`BackwardReport` per
-    backward, over every real token: ``indices`` (tokens, kept) of gate entries, ``width`` 4h.
+    least the ranked width gives the exact dense backward. ``input_grad``: dL/dx from the kept entries
+    (``"topk"``, the paper) or from the whole dL/dz (``"dense"``, see the module's docstring). Report hooks get
+    one :class:`BackwardReport` per backward, over every real token: ``indices`` (tokens, kept) of gate entries,
+    ``width`` 4h.
     """
 
     def __init__(self, input_size: int, hidden_size: int, k: int | None = None, scope: Scope = "example",
