@@ -105,6 +105,12 @@ def test_each_task_defaults_to_the_settings_that_train_and_the_paper_s_stay_one_
     assert grads == {"adam": "topk", "adagrad": "dense"}
     assert compose_config("task=pos", "optim=adagrad", "meprop.input_grad=topk").meprop.input_grad.value == "topk"
     assert {job.values["meprop.input_grad"] for job in expand("table1_adagrad_pos")} == {"topk"}
+    # Table 1's row of the tagger's AdaGrad defaults pins exactly what `task=pos optim=adagrad k=5` runs
+    plain = compose_config("task=pos", "optim=adagrad", "k=5")
+    defaults = {"optim.lr": str(learning_rate(OmegaConf.to_object(plain))), "meprop.gates": plain.meprop.gates.value,
+                "meprop.input_grad": plain.meprop.input_grad.value}
+    for job in expand("table1_adagrad_pos_default"):
+        assert {key: job.values[key] for key in defaults} == defaults
 
 
 def test_unknown_rule_fails_at_compose():
