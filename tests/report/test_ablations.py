@@ -42,18 +42,26 @@ def fake_run(root, job, dev_by_epoch, test):
 
 def test_report_compares_each_rule_with_full_backprop(tmp_path):
     root = tmp_path / "runs"
-    jobs = [j for j in expand("ablation_mnist_b100")]
-    for i, job in enumerate(jobs):
+    jobs = expand("ablation_mnist_b100")
+    rules = ["topk", "centred", "unbiased_centred"]
+    seeds = len(jobs) // len(rules)
+    for job in jobs:
+        i = rules.index(job.values["meprop.rule"])
         fake_run(root, job, [(0.5, 90.0), (1.0, 95.0 + i)], 97.0 + i)
-    fake_run(root, full_backprop_job(jobs[0]), [(1.0, 96.0)], 98.0)
+        twin = full_backprop_job(job)
+        if not twin.path(root).exists():
+            fake_run(root, twin, [(1.0, 96.0)], 98.0)
     rows = collect("ablation_mnist_b100", root)
-    assert [row.rule for row in rows] == [FULL, "topk", "centred", "unbiased_centred"]
+    assert [row.rule for row in rows] == [FULL, *rules]
     with pytest.raises(SystemExit) as done:
         main(["--no-run", "--root", str(root), "--out", str(tmp_path / "out"), "--only", "ablation_mnist_b100"])
     assert done.value.code == 0
     text = (tmp_path / "out" / "ablation_mnist_b100.md").read_text()
-    assert "| batch_size=100, optim.lr_schedule=constant | centred | 1/1 | 98.00 | +0.00 | 96.00 | +0.00 |" in text
-    assert "| batch_size=100, optim.lr_schedule=constant | topk | 1/1 | 97.00 | -1.00 | 95.00 | -1.00 |" in text
+    spread = " ± 0.00" if seeds > 1 else ""
+    runs = f"{seeds}/{seeds}"
+    setting = "| batch_size=100, optim.lr_schedule=constant"
+    assert f"{setting} | centred | {runs} | 98.00{spread} | +0.00 | 96.00{spread} | +0.00 |" in text
+    assert f"{setting} | topk | {runs} | 97.00{spread} | -1.00 | 95.00{spread} | -1.00 |" in text
 
 
 def test_report_skips_and_lists_runs_with_unusable_metrics(tmp_path, capsys):
@@ -61,16 +69,18 @@ def test_report_skips_and_lists_runs_with_unusable_metrics(tmp_path, capsys):
     jobs = expand("ablation_mnist_b100")
     for job in jobs:
         fake_run(root, job, [(1.0, 95.0)], 97.0)
-    (jobs[0].path(root) / "metrics.json").write_text("[]")
+    topk = [job for job in jobs if job.values["meprop.rule"] == "topk"]
+    for job in topk:
+        (job.path(root) / "metrics.json").write_text("[]")
     out.mkdir()
     (out / "ablation_pos.md").write_text("another ablation's table\n")
     with pytest.raises(SystemExit) as done:
         main(["--no-run", "--root", str(root), "--out", str(out), "--only", "ablation_mnist_b100"])
     assert done.value.code == 0
-    line = f"mnist/{jobs[0].name}: skipped: unusable metrics.json: not a JSON object but an array"
+    line = f"mnist/{topk[0].name}: skipped: unusable metrics.json: not a JSON object but an array"
     assert f"\n  {line}" in capsys.readouterr().out and f"\n- {line}" in (out / "README.md").read_text()
     text = (out / "ablation_mnist_b100.md").read_text()
-    assert "| batch_size=100, optim.lr_schedule=constant | topk | 0/1 | – |" in text
+    assert f"| batch_size=100, optim.lr_schedule=constant | topk | 0/{len(topk)} | – |" in text
     assert (out / "ablation_pos.md").read_text() == "another ablation's table\n"  # not selected: kept
     index = (out / "README.md").read_text()
     assert "- [ablation_pos](ablation_pos.md)\n" in index  # and still listed, without a figure it lacks
