@@ -59,12 +59,14 @@ def check_same_method(cfg: TrainConfig, previous: dict, path: Path) -> None:
     cosine, the tagger's gates to per_gate, its AdaGrad rate). Its metrics.json records some of these (the rate
     always); what it lacks, it ran as the paper does (topk, a constant rate, top-k over all gates)."""
     meprop = previous.get("k") is not None or previous.get("k_ratio") is not None
+    before = rundir.BEFORE_ADDED  # what a run recorded before a setting existed ran
     checks = [("meprop.rule", previous.get("rule", "topk" if meprop else None),
                effective_rule(cfg).value if uses_meprop(cfg) else None),
-              ("optim.lr_schedule", previous.get("lr_schedule", "constant"), cfg.optim.lr_schedule.value)]
+              ("optim.lr_schedule", previous.get("lr_schedule", before["optim.lr_schedule"]),
+               cfg.optim.lr_schedule.value)]
     if cfg.task == "pos" and meprop and uses_meprop(cfg):
-        checks.append(("meprop.gates", "joint", cfg.meprop.gates.value))
-        checks.append(("meprop.input_grad", "topk", cfg.meprop.input_grad.value))
+        checks.append(("meprop.gates", before["meprop.gates"], cfg.meprop.gates.value))
+        checks.append(("meprop.input_grad", before["meprop.input_grad"], cfg.meprop.input_grad.value))
     if "lr" in previous:  # the rate it used: a task's default rate may have changed since
         checks.append(("optim.lr", previous["lr"], learning_rate(cfg)))
     for key, had, wanted in checks:

@@ -135,21 +135,24 @@ def bench_lstm(case: str, sentences: int, ks: list[int], repeats: int, warmup: i
     contenders = {"dense": _backward_timer(dense, (x, lengths), dy, device)}
     variants = [("example", "topk", "joint", "topk"), ("batch", "topk", "joint", "topk"),
                 ("example", "topk", "per_gate", "topk"), ("example", "topk", "per_gate", "dense")]
-    for k in ks:
-        for variant in variants:
-            scope, select, gates, input_grad = variant
-            layer = MePropLSTM(n_in, hidden, k, scope, select, gates=gates, input_grad=input_grad).to(device)
-            layer.load_state_dict(dense.state_dict())
-            _dense_grads(layer)
-            contenders["/".join(map(str, (k, *variant)))] = _backward_timer(layer, (x, lengths), dy, device)
+    settings = [(k, *variant) for k in ks for variant in variants]  # (k, scope, select, gates, input_grad)
+    for setting in settings:
+        k, scope, select, gates, input_grad = setting
+        layer = MePropLSTM(n_in, hidden, k, scope, select, gates=gates, input_grad=input_grad).to(device)
+        layer.load_state_dict(dense.state_dict())
+        _dense_grads(layer)
+        contenders[str(setting)] = _backward_timer(layer, (x, lengths), dy, device)
     times = side_by_side(contenders, repeats, warmup)
     tokens = int(lengths.sum())
     kept = {"joint": 1, "per_gate": 4}  # entries kept per k
-    return [LayerResult("lstm", case, tokens, n_in + hidden, 4 * hidden, k, scope, select, times["dense"] * 1e3,
-                        times[f"{k}/{scope}/{select}/{gates}/{input_grad}"] * 1e3,
-                        times["dense"] / times[f"{k}/{scope}/{select}/{gates}/{input_grad}"],
-                        4 * hidden / (kept[gates] * k), gates=gates, input_grad=input_grad)
-            for k in ks for scope, select, gates, input_grad in variants]
+    results = []
+    for setting in settings:
+        k, scope, select, gates, input_grad = setting
+        seconds = times[str(setting)]
+        results.append(LayerResult("lstm", case, tokens, n_in + hidden, 4 * hidden, k, scope, select,
+                                   times["dense"] * 1e3, seconds * 1e3, times["dense"] / seconds,
+                                   4 * hidden / (kept[gates] * k), gates=gates, input_grad=input_grad))
+    return results
 
 
 def backward_peak_bytes(batch: int, n_in: int, n_out: int, k: int | None, scope: str = "example") -> int:

@@ -111,6 +111,7 @@ class _MePropLSTMFunction(torch.autograd.Function):
         compiled = None
         need_x, need_ih, need_hh, need_b = ctx.needs_input_grad[:4]
         dense_dx = need_x and layer.input_grad == "dense"
+        rule_needs_dz = layer.rule not in TOPK_RULES and (need_ih or need_hh)  # the whole dL/dz for dL/dW
         # the compiled loop keeps dL/dz rows only for the dense dL/dx; the sampled rules, dense_dw and the
         # diagnostics run the PyTorch loop
         if (k is not None and layer.scope == "example" and layer.select == "topk"
@@ -118,7 +119,8 @@ class _MePropLSTMFunction(torch.autograd.Function):
             compiled = kernels.lstm_topk_bptt(A, C, d_out, w_hh, batch_sizes, k, layer.gates == "per_gate",
                                               keep_dz=dense_dx)
         if compiled is not None:
-            dz_sum, indices, values, token_dz = compiled  # dL/dz's sum (the dense bias grad), not dL/dz itself
+            # dL/dz's sum (the dense bias grad); each token's whole dL/dz only when the dense dL/dx asked for it
+            dz_sum, indices, values, token_dz = compiled
         else:
             dZ, indices, values = _time_loop(d_out, w_hh, A, C, batch_sizes, k, layer)
             dz_flat = dZ.view(steps * batch, width)
@@ -134,7 +136,7 @@ class _MePropLSTMFunction(torch.autograd.Function):
         else:
             tokens = _token_positions(batch_sizes, batch, d_out.device)
             dz_rows, kept = None, (indices, values)  # dz_rows: each real token's whole dL/dz, where needed
-            if dense_dx or (layer.rule not in TOPK_RULES and (need_ih or need_hh)):
+            if dense_dx or rule_needs_dz:
                 dz_rows = token_dz if compiled is not None else dz_flat.index_select(0, tokens)
             dx = None
             if need_x:
@@ -142,9 +144,8 @@ class _MePropLSTMFunction(torch.autograd.Function):
                 dx.index_copy_(0, tokens, dz_rows @ w_ih if dense_dx
                                else kernels.kept_times_weight(indices, values, w_ih))
                 dx = dx.view_as(x)
-            if layer.rule not in TOPK_RULES and (need_ih or need_hh):
-                if layer.rule in SAMPLED_RULES:
-                    kept = _sample_gates(dz_rows, indices, values, layer)
+            if rule_needs_dz and layer.rule in SAMPLED_RULES:
+                kept = _sample_gates(dz_rows, indices, values, layer)
             dw_ih = rule_weight_grad(layer.rule, ctx.params[0], x_flat, dz_rows, dz_sum, *kept,
                                      tokens) if need_ih else None
             dw_hh = rule_weight_grad(layer.rule, ctx.params[1], h_prev, dz_rows, dz_sum, *kept,
