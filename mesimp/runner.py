@@ -53,23 +53,29 @@ def uses_meprop(cfg: TrainConfig) -> bool:
     return cfg.k is not None or cfg.k_ratio is not None
 
 
-def check_same_method(cfg: TrainConfig, previous: dict, path: Path) -> None:
+def check_same_method(cfg: TrainConfig, previous: dict, path: Path, overrides: Sequence[str] = ()) -> None:
     """A finished run from before identity.json, found under this command's directory, must have run what is asked
     for now where a task's default changed since (the parser's rule to unbiased_centred, MNIST's learning rate to
     cosine, the tagger's gates to per_gate, its AdaGrad rate). Its metrics.json records some of these (the rate
-    always); what it lacks, it ran as the paper does (topk, a constant rate, top-k over all gates)."""
+    always); what it lacks, it ran as the paper does (topk, a constant rate, top-k over all gates), unless the
+    command names the setting: then it is in the directory's name, so the run there was started with it."""
     meprop = previous.get("k") is not None or previous.get("k_ratio") is not None
     before = rundir.BEFORE_ADDED  # what a run recorded before a setting existed ran
-    checks = [("meprop.rule", previous.get("rule", "topk" if meprop else None),
+    named = {override.split("=", 1)[0].lstrip("+~") for override in overrides}
+    # (setting, what metrics.json records or None, what a run that records nothing ran, what is asked for now)
+    checks = [("meprop.rule", previous.get("rule"), "topk" if meprop else None,
                effective_rule(cfg).value if uses_meprop(cfg) else None),
-              ("optim.lr_schedule", previous.get("lr_schedule", before["optim.lr_schedule"]),
+              ("optim.lr_schedule", previous.get("lr_schedule"), before["optim.lr_schedule"],
                cfg.optim.lr_schedule.value)]
     if cfg.task == "pos" and meprop and uses_meprop(cfg):
-        checks.append(("meprop.gates", before["meprop.gates"], cfg.meprop.gates.value))
-        checks.append(("meprop.input_grad", before["meprop.input_grad"], cfg.meprop.input_grad.value))
+        checks.append(("meprop.gates", None, before["meprop.gates"], cfg.meprop.gates.value))
+        checks.append(("meprop.input_grad", None, before["meprop.input_grad"], cfg.meprop.input_grad.value))
     if "lr" in previous:  # the rate it used: a task's default rate may have changed since
-        checks.append(("optim.lr", previous["lr"], learning_rate(cfg)))
-    for key, had, wanted in checks:
+        checks.append(("optim.lr", previous["lr"], None, learning_rate(cfg)))
+    for key, recorded, assumed, wanted in checks:
+        if recorded is None and key in named:
+            continue
+        had = assumed if recorded is None else recorded
         if had != wanted:
             raise UserError(f"{path} is a finished run with {key}={had}, not {wanted} (a task's default may have "
                             f"changed since): resume=false retrains it here, MESIMP_RUNS=... trains elsewhere")
@@ -126,7 +132,7 @@ def _run_owned(cfg: TrainConfig, run_dir: Path, overrides: Sequence[str]) -> dic
         previous = finished_metrics(metrics_path) if metrics_path.exists() else None
         if previous is not None:
             if recorded is None:  # from before identities were recorded: what metrics.json says is all there is
-                check_same_method(cfg, previous, metrics_path)
+                check_same_method(cfg, previous, metrics_path, overrides)
             log.info("run already complete: %s (resume=false starts it over)", metrics_path)
             return previous
     if cfg.threads:
